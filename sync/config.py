@@ -1,0 +1,287 @@
+"""Job and settings models.
+
+``load_job`` and ``load_settings`` validate a YAML file once, at load, and report
+every problem at once with its YAML path (``targets.columns[1]: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from sync.errors import ConfigError
+
+Transform = Literal["strip", "lower", "upper", "digits", "nfkc"]
+SOURCE_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zip")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    path: Annotated[str, Field(min_length=1)]
+    format: Annotated[Literal["csv", "parquet"] | None, Field(validate_default=True)] = None
+    delimiter: str | None = None  # default: a tab for .tsv files, else a comma
+    encoding: str = "utf-8"
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and value != "auto" and len(value) != 1:
+            raise ValueError("must be one character (for example ',' ';' '|' or a tab), or 'auto'")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, value: str | None, info: ValidationInfo) -> str | None:
+        path = info.data.get("path")
+        if value is None and path is not None and infer_format(path) is None:
+            raise ValueError(
+                f"cannot tell the format of {path!r} from its name; "
+                "set source.format to csv or parquet"
+            )
+        return value
+
+
+class TargetsConfig(_Model):
+    identify_by: Literal["unicity", "id"] = "unicity"
+    columns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    separator: str = ""
+    transforms: dict[str, list[Transform]] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        seen = [c for i, c in enumerate(value) if c in value[:i]]
+        if seen:
+            raise ValueError(f"columns are named more than once: {sorted(set(seen))}")
+        return value
+
+    @field_validator("transforms")
+    @classmethod
+    def _known_columns(
+        cls, value: dict[str, list[Transform]], info: ValidationInfo
+    ) -> dict[str, list[Transform]]:
+        columns = info.data.get("columns")
+        unknown = [c for c in value if columns is not None and c not in columns]
+        if unknown:
+            raise ValueError(f"names columns that are not in targets.columns: {unknown}")
+        return value
+
+    def transforms_for(self, column: str) -> list[Transform]:
+        return self.transforms.get(column, ["strip"])
+
+    def definition(self) -> dict[str, Any]:
+        """What makes two keys comparable: a state built with another definition is foreign."""
+        return {
+            "identify_by": self.identify_by,
+            "columns": list(self.columns),
+            "separator": self.separator,
+            "transforms": {c: list(self.transforms_for(c)) for c in self.columns},
+        }
+
+
+class StateConfig(_Model):
+    path: str | None = None
+
+
+class SyncConfig(_Model):
+    mode: Literal["auto", "append", "reload"] = "auto"
+    chunk_size: Annotated[int, Field(ge=1, le=50)] = 50
+    max_removed_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    min_rows: Annotated[int, Field(ge=0)] = 1
+    max_rejected_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class NormalizationConfig(_Model):
+    fields: Annotated[dict[str, Annotated[list[str], Field(min_length=1)]], Field(min_length=1)]
+
+    @field_validator("fields")
+    @classmethod
+    def _iso_codes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for field, countries in value.items():
+            if not field.isdigit():
+                raise ValueError(f"field id {field!r} must be a number")
+            bad = [c for c in countries if not re.fullmatch(r"[A-Z]{3}", c)]
+            if bad:
+                raise ValueError(f"field {field}: {bad} are not ISO 3166-1 alpha-3 codes")
+        return value
+
+
+class Job(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
+    segment_id: Annotated[int, Field(gt=0, strict=True)]
+    source: SourceConfig
+    targets: TargetsConfig
+    state: StateConfig = StateConfig()
+    sync: SyncConfig = SyncConfig()
+    normalization: NormalizationConfig | None = None
+    # Where the job file lives: relative paths are resolved against it. Not a YAML key.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def source_path(self) -> Path:
+        return _resolve(self.base_dir, self.source.path)
+
+    @property
+    def state_path(self) -> Path:
+        if self.state.path is None:
+            return self.base_dir / "state" / f"{self.name}.parquet"
+        return _resolve(self.base_dir, self.state.path)
+
+    @property
+    def source_delimiter(self) -> str:
+        if self.source.delimiter is not None:
+            return self.source.delimiter
+        return "\t" if ".tsv" in Path(self.source.path).name.lower() else ","
+
+    @property
+    def source_format(self) -> Literal["csv", "parquet"]:
+        fmt = self.source.format or infer_format(self.source.path)
+        assert fmt is not None  # checked by SourceConfig
+        return fmt
+
+
+class Timeouts(_Model):
+    connect: Annotated[float, Field(gt=0)] = 5.0
+    read: Annotated[float, Field(gt=0)] = 60.0
+
+
+class RetryConfig(_Model):
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    initial_wait: Annotated[float, Field(ge=0)] = 0.5
+    max_wait: Annotated[float, Field(ge=0)] = 60.0
+    max_retry_after: Annotated[float, Field(ge=0)] = 300.0
+    # No retry sleeps past this many seconds after the run started.
+    deadline: Annotated[float, Field(gt=0)] = 3600.0
+
+
+class Settings(_Model):
+    base_url: str = "https://api-cm.np6.com"
+    api_key_env: str = "NP6_API_KEY"
+    timeouts: Timeouts = Timeouts()
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    max_requests_per_second: Annotated[float, Field(gt=0)] = 10.0
+    retry: RetryConfig = RetryConfig()
+    # Accept header sent with unicity values; older NP6 docs use
+    # application/vnd.mperf.v8.unicity. None sends application/json.
+    unicity_media_type: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL, for example https://api-cm.np6.com")
+        return value.rstrip("/")
+
+
+def infer_format(path: str) -> Literal["csv", "parquet"] | None:
+    name = path.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            name = name.removesuffix(suffix)
+            break
+    for suffix, fmt in SOURCE_SUFFIXES.items():
+        if name.endswith(suffix):
+            return "csv" if fmt == "csv" else "parquet"
+    return None
+
+
+def _resolve(base: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and validate a job file; ConfigError lists every problem with its YAML path."""
+    path = Path(path)
+    data = _read_yaml(path)
+    try:
+        return Job.model_validate({**data, "base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        raise ConfigError(str(path), format_validation_error(exc)) from None
+
+
+def load_settings(path: str | Path | None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the YAML file (or defaults), then NP6_BASE_URL from the environment."""
+    environ = dict(os.environ) if environ is None else environ
+    data = _read_yaml(Path(path)) if path is not None else {}
+    if environ.get("NP6_BASE_URL"):
+        data = {**data, "base_url": environ["NP6_BASE_URL"]}
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(str(path or "settings"), format_validation_error(exc)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.__class__.__name__}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"expected a mapping of keys, got {type(data).__name__}"])
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem: ``targets.columns[1]: message``."""
+    problems = []
+    for error in exc.errors():
+        loc = ""
+        for part in error["loc"]:
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif part in ("function-after", "function-before"):
+                continue
+            else:
+                loc += f".{part}" if loc else str(part)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"{loc or '(top level)'}: {message}")
+    return problems
