@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync.config import TargetsConfig
+from sync.keys import build_keys
+
+
+def keys_of(values: dict[str, list[str | None]], **targets: object) -> list[str]:
+    table = pa.table({k: pa.array(v, pa.string()) for k, v in values.items()})
+    config = TargetsConfig(**{"columns": list(values), **targets})
+    return build_keys(table, config).keys.to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("transforms", "value", "expected"),
+    [
+        pytest.param([], "  Ab@X.com ", "  Ab@X.com ", id="none"),
+        pytest.param(["strip"], "  Ab@X.com\t", "Ab@X.com", id="strip"),
+        pytest.param(["lower"], "Ab@X.COM", "ab@x.com", id="lower"),
+        pytest.param(["upper"], "ab@x.com", "AB@X.COM", id="upper"),
+        pytest.param(["digits"], "+33 (6) 12-34 ٣", "3361234", id="digits-ascii-only"),
+        pytest.param(["nfkc"], "ｆｕｌｌ①", "full1", id="nfkc"),
+        pytest.param(["strip", "lower"], " ÉLÈVE@X.FR ", "élève@x.fr", id="strip-lower"),
+    ],
+)
+def test_transforms(transforms: list[str], value: str, expected: str) -> None:
+    assert keys_of({"c": [value]}, transforms={"c": transforms}) == [expected]
+
+
+def test_a_column_without_transforms_is_stripped() -> None:
+    assert keys_of({"c": [" a "]}) == ["a"]
+
+
+@pytest.mark.parametrize("value", ["000123", "NA", "null", "nan", "1e5", "TRUE", "+33612345678"])
+def test_values_are_kept_as_written(value: str) -> None:
+    assert keys_of({"c": [value]}) == [value]
+
+
+def test_columns_are_concatenated_in_order_with_the_separator() -> None:
+    values = {"b": ["x", "y"], "a": ["1", "2"]}
+    assert keys_of(values) == ["x1", "y2"]
+    assert keys_of(values, separator="|") == ["x|1", "y|2"]
+
+
+def test_duplicates_are_kept_once_in_first_seen_order() -> None:
+    table = pa.table({"c": ["b", "a", "b", " a", "c"]})
+    keyset = build_keys(table, TargetsConfig(columns=["c"]))
+    assert keyset.keys.to_pylist() == ["b", "a", "c"]
+    assert keyset.duplicate_keys == 2
+
+
+def test_rejected_rows_carry_row_number_reason_and_raw_values() -> None:
+    table = pa.table({"email": ["a@x", "  ", None, "b@x"], "id": ["1", "2", "3", ""]})
+    keyset = build_keys(table, TargetsConfig(columns=["email", "id"]), first_row=2)
+    assert keyset.keys.to_pylist() == ["a@x1"]
+    assert keyset.rejected.to_pylist() == [
+        {"row": 3, "reason": "empty email", "email": "  ", "id": "2"},
+        {"row": 4, "reason": "missing email", "email": None, "id": "3"},
+        {"row": 5, "reason": "empty id", "email": "b@x", "id": ""},
+    ]
+    assert keyset.rejects_by_reason == {"empty email": 1, "missing email": 1, "empty id": 1}
+    assert (keyset.rows_read, keyset.valid_rows, keyset.rows_rejected) == (4, 1, 3)
+
+
+def test_id_mode_rejects_values_that_are_not_target_ids() -> None:
+    table = pa.table({"id": ["000PKXK4", "1234567", "ABCDEFGH9", "AB-DEFGH"]})
+    keyset = build_keys(table, TargetsConfig(identify_by="id", columns=["id"]))
+    assert keyset.keys.to_pylist() == ["000PKXK4"]
+    assert keyset.rejects_by_reason == {"not an NP6 target id (8 letters or digits)": 3}
+
+
+cell = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["", " ", "NA", "0"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(cell, cell), max_size=40))
+def test_every_row_is_a_key_or_a_reported_reject(rows: list[tuple[str | None, str | None]]) -> None:
+    table = pa.table(
+        {
+            "a": pa.array([r[0] for r in rows], pa.string()),
+            "b": pa.array([r[1] for r in rows], pa.string()),
+        }
+    )
+    keyset = build_keys(table, TargetsConfig(columns=["a", "b"], separator="/"), first_row=2)
+    expected: dict[str, None] = {}
+    rejected_rows = []
+    for number, (a, b) in enumerate(rows, start=2):
+        parts = [p.strip() if p is not None else None for p in (a, b)]
+        if any(not p for p in parts):
+            rejected_rows.append(number)
+        else:
+            expected.setdefault("/".join(parts), None)  # type: ignore[arg-type]
+    assert keyset.keys.to_pylist() == list(expected)
+    assert keyset.rejected["row"].to_pylist() == rejected_rows
+    assert keyset.valid_rows + keyset.rows_rejected == len(rows)
