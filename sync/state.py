@@ -1,0 +1,305 @@
+"""The state: what the segment holds, as far as NP6 acknowledged it.
+
+Three files live side by side (``state/newsletter-fr.parquet`` here):
+
+- ``newsletter-fr.parquet``          the keys the segment held after the last finished
+  run, with the format version, segment id and key definition in its metadata;
+- ``newsletter-fr.parquet.journal``  one JSON line per acknowledged step of the runs
+  since (fsynced each time), folded into the state file when a run ends;
+- ``newsletter-fr.parquet.lock``     who runs the job now (flock: a dead holder's lock
+  is released by the kernel, so it is taken over safely).
+
+The state file is only ever replaced whole (temp file + fsync + rename + directory
+fsync), so it is always either the old or the new version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sync.errors import LockedError, StateError
+from sync.keys import KEY_TYPE
+from sync.plan import Holding
+
+STATE_VERSION = 1
+_META_KEY = b"np6sync"
+_TEMP_MARK = ".tmp-"
+_REMEDY = "run with --full-refresh to clear the segment and rebuild the state from the source"
+
+
+@dataclass(frozen=True)
+class StateInfo:
+    """The state file's metadata (what `np6-sync state show` prints)."""
+
+    version: int
+    segment_id: int
+    key_definition: dict[str, Any]
+    updated_at: str
+    keys: int
+
+
+class StateStore:
+    def __init__(self, path: Path, segment_id: int, key_definition: dict[str, Any]) -> None:
+        self.path = path
+        self.segment_id = segment_id
+        self.key_definition = key_definition
+        self.journal_path = path.with_name(path.name + ".journal")
+        self.lock_path = path.with_name(path.name + ".lock")
+
+    # --- reading ---------------------------------------------------------------------
+
+    def load(self) -> Holding:
+        """The keys the segment holds: the state file, then the journal of unfinished runs.
+
+        A state that cannot be trusted for this job raises StateError; it is never
+        read as empty.
+        """
+        keys = pa.array([], KEY_TYPE)
+        if self.path.exists():
+            keys = self._read_state_file()
+        if not self.journal_path.exists():
+            return Holding(keys)
+        return self._replay(keys)
+
+    def info(self) -> StateInfo | None:
+        if not self.path.exists():
+            return None
+        meta = self._check_metadata(self._read_schema_metadata())
+        rows = pq.ParquetFile(self.path).metadata.num_rows
+        return StateInfo(
+            meta["version"], meta["segment_id"], meta["key_definition"], meta["updated_at"], rows
+        )
+
+    def _read_schema_metadata(self) -> dict[str, Any]:
+        try:
+            schema = pq.read_schema(self.path)
+            raw = (schema.metadata or {}).get(_META_KEY)
+            meta = json.loads(raw) if raw else None
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise StateError(f"{self.path}: unreadable state file ({exc}); {_REMEDY}") from None
+        if not isinstance(meta, dict):
+            raise StateError(f"{self.path}: not an np6-sync state file; {_REMEDY}")
+        return meta
+
+    def _read_state_file(self) -> pa.Array:
+        self._check_metadata(self._read_schema_metadata())
+        try:
+            table = pq.read_table(self.path, columns=["key"])
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise StateError(f"{self.path}: unreadable state file ({exc}); {_REMEDY}") from None
+        return table["key"].combine_chunks().cast(KEY_TYPE)
+
+    def _check_metadata(self, meta: dict[str, Any]) -> dict[str, Any]:
+        where = str(self.path)
+        if meta.get("version") != STATE_VERSION:
+            raise StateError(
+                f"{where}: state format version {meta.get('version')!r}, this np6-sync "
+                f"reads version {STATE_VERSION}; {_REMEDY}"
+            )
+        if meta.get("segment_id") != self.segment_id:
+            raise StateError(
+                f"{where}: the state is for segment {meta.get('segment_id')}, the job names "
+                f"segment {self.segment_id}; {_REMEDY}"
+            )
+        if meta.get("key_definition") != self.key_definition:
+            raise StateError(
+                f"{where}: the state was built with another key definition "
+                f"({meta.get('key_definition')}), the job now has {self.key_definition}; "
+                f"{_REMEDY}"
+            )
+        return meta
+
+    def _replay(self, keys: pa.Array) -> Holding:
+        certain = True
+        added: list[str] = []
+        for number, event in enumerate(self._journal_events(), start=1):
+            kind = event.get("event")
+            if kind == "begin":
+                self._check_metadata(event)
+            elif kind == "clearing":
+                certain = False
+            elif kind == "cleared":
+                keys, added, certain = pa.array([], KEY_TYPE), [], True
+            elif kind == "added":
+                added.extend(event["keys"])
+            else:
+                raise StateError(
+                    f"{self.journal_path}: line {number}: unknown event {kind!r}; {_REMEDY}"
+                )
+        if added:
+            keys = pc.unique(pa.concat_arrays([keys, pa.array(added, KEY_TYPE)]))
+        return Holding(keys, certain=certain)
+
+    def _journal_events(self) -> Iterator[dict[str, Any]]:
+        with self.journal_path.open("rb") as f:
+            lines = f.read().split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                continue
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                if number == len(lines):
+                    # The last line was being written when the run died: that step was
+                    # never acknowledged as saved, so it is rightly ignored.
+                    return
+                raise StateError(
+                    f"{self.journal_path}: line {number} is damaged; {_REMEDY}"
+                ) from None
+            if isinstance(event, dict):
+                yield event
+
+    # --- writing ---------------------------------------------------------------------
+
+    def open_journal(self, action: str) -> Journal:
+        journal = Journal(self.journal_path)
+        journal.record(
+            {
+                "event": "begin",
+                "version": STATE_VERSION,
+                "segment_id": self.segment_id,
+                "key_definition": self.key_definition,
+                "action": action,
+                "at": _now(),
+            }
+        )
+        return journal
+
+    def save(self, keys: pa.Array) -> None:
+        """Write the state file atomically, then drop the journal it now contains."""
+        meta = {
+            "version": STATE_VERSION,
+            "segment_id": self.segment_id,
+            "key_definition": self.key_definition,
+            "updated_at": _now(),
+        }
+        schema = pa.schema([("key", KEY_TYPE)], metadata={_META_KEY: json.dumps(meta)})
+        table = pa.Table.from_arrays([keys.cast(KEY_TYPE)], schema=schema)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.path) as f:
+            pq.write_table(table, f, compression="zstd")
+        self.journal_path.unlink(missing_ok=True)
+        _fsync_dir(self.path.parent)
+
+    def set_aside(self) -> None:
+        """Keep an untrusted state and journal for inspection, out of the way of this run."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        for path in (self.path, self.journal_path):
+            if path.exists():
+                path.replace(path.with_name(f"{path.name}.set-aside-{stamp}"))
+
+    def clean_leftovers(self) -> None:
+        """Remove temp files of interrupted writes (call while holding the lock)."""
+        if not self.path.parent.is_dir():
+            return
+        for leftover in self.path.parent.glob(f".{self.path.name}{_TEMP_MARK}*"):
+            leftover.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self, job_name: str) -> Iterator[None]:
+        """Hold the job's lock for the block; LockedError names the current holder."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockedError(self._holder_message(fd, job_name)) from None
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": _now(),
+                "job": job_name,
+            }
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+            yield
+        finally:
+            # Closing the descriptor releases the flock; the file stays, because
+            # unlinking a lock file others may have open races with them.
+            os.close(fd)
+
+    def _holder_message(self, fd: int, job_name: str) -> str:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            holder = {}
+        return (
+            f"job {job_name} is running elsewhere: pid {holder.get('pid', '?')} on host "
+            f"{holder.get('host', '?')}, started {holder.get('started_at', '?')} "
+            f"(lock {self.lock_path})"
+        )
+
+
+class Journal:
+    """Append-only, fsynced per record: what NP6 acknowledged since the state file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._lock = threading.Lock()
+        _fsync_dir(path.parent)
+
+    def record(self, event: dict[str, Any]) -> None:
+        line = orjson.dumps(event) + b"\n"
+        with self._lock:
+            os.write(self._fd, line)
+            os.fsync(self._fd)
+
+    def added(self, keys: Sequence[str]) -> None:
+        self.record({"event": "added", "keys": list(keys)})
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: int = 0o600) -> Iterator[Any]:
+    """Write ``path`` whole or not at all: temp file, fsync, rename, directory fsync."""
+    temp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}-{time.monotonic_ns()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
