@@ -1,0 +1,311 @@
+"""The NP6 client: session, endpoints, answer classification, retry policy, rate limit."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import orjson
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+
+from sync import __version__
+from sync.config import RetryConfig, Settings
+from sync.errors import ApiError, FatalApiError, RetriableApiError
+
+USER_AGENT = f"np6-sync/{__version__}"
+JSON = "application/json"
+
+Verdict = Literal["ok", "retry", "fatal"]
+
+_HINTS = {
+    400: "NP6 refused the request body",
+    401: "NP6 refused the API key; check the key in the environment variable",
+    403: "the API key may not change this segment",
+    404: "NP6 does not know this segment (or endpoint)",
+    409: "conflict: the segment may be dynamic, or busy",
+    429: "rate limited",
+    503: "NP6 is unavailable (maintenance?)",
+}
+
+
+def classify(status: int | None) -> Verdict:
+    """What an answer means for the caller; ``None`` is a dropped connection or timeout."""
+    if status is None or status == 429 or status >= 500:
+        return "retry"
+    if 200 <= status < 300:
+        return "ok"
+    return "fatal"
+
+
+def parse_retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
+@dataclass
+class ClientStats:
+    """What the client did, for the report. Updated from several threads."""
+
+    calls: dict[str, int] = field(default_factory=lambda: {"put": 0, "delete": 0, "post": 0})
+    retries: int = 0
+    retry_wait_s: float = 0.0
+    rate_limit_wait_s: float = 0.0
+    request_ids: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_call(self, method: str) -> None:
+        with self._lock:
+            key = method.lower()
+            self.calls[key] = self.calls.get(key, 0) + 1
+
+    def count_retry(self, wait: float, rate_limited: bool) -> None:
+        with self._lock:
+            self.retries += 1
+            self.retry_wait_s += wait
+            if rate_limited:
+                self.rate_limit_wait_s += wait
+
+    def count_throttle(self, wait: float) -> None:
+        with self._lock:
+            self.rate_limit_wait_s += wait
+
+
+class RateLimiter:
+    """At most ``rate`` request starts in any one-second window (a sliding log).
+
+    ``pause_until`` holds every caller back when NP6 says its quota is spent
+    (``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset``).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.capacity = max(1, math.floor(rate))
+        self.window = 1.0 if rate >= 1 else 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for a slot; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._starts and self._starts[0] + self.window <= now:
+                    self._starts.popleft()
+                wait = self._paused_until - now
+                if wait <= 0 and len(self._starts) < self.capacity:
+                    self._starts.append(now)
+                    return waited
+                if wait <= 0:
+                    wait = self._starts[0] + self.window - now
+            # A floor, so float rounding can never make this a busy loop.
+            wait = max(wait, 1e-4)
+            self._sleep(wait)
+            waited += wait
+
+    def pause_until(self, moment: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, moment)
+
+
+def make_session(settings: Settings, api_key: str) -> requests.Session:
+    """One pooled session; the pool holds as many connections as requests in flight."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.concurrency, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers.update({"X-Key": api_key, "User-Agent": USER_AGENT, "Accept": JSON})
+    return session
+
+
+def retry_policy(
+    config: RetryConfig,
+    deadline: float,
+    *,
+    stats: ClientStats | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tenacity.Retrying:
+    """Exponential backoff with full jitter, honouring Retry-After, stopping before the
+    run's deadline (never sleeping past it) and after ``max_attempts``."""
+    backoff = tenacity.wait_random_exponential(multiplier=config.initial_wait, max=config.max_wait)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ApiError) and error.retry_after is not None:
+            return error.retry_after
+        return float(backoff(state))
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if stats is not None:
+            error = state.outcome.exception() if state.outcome else None
+            rate_limited = isinstance(error, ApiError) and error.status == 429
+            stats.count_retry(state.upcoming_sleep, rate_limited)
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(RetriableApiError),
+        stop=tenacity.stop_after_attempt(config.max_attempts) | _StopBefore(deadline, clock),
+        wait=wait,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+class _StopBefore(tenacity.stop.stop_base):
+    """Stop when the next wait would end past the deadline: retries stop before it."""
+
+    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self.clock = clock
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock() + (retry_state.upcoming_sleep or 0.0) > self.deadline
+
+
+class NP6Client:
+    """The NP6 calls np6-sync makes. Every error it raises is an ApiError."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        settings: Settings,
+        api_key: str,
+        *,
+        policy: Callable[[], tenacity.Retrying],
+        limiter: RateLimiter | None = None,
+        stats: ClientStats | None = None,
+    ) -> None:
+        self.session = session
+        self.base_url = settings.base_url
+        self.timeout = (settings.timeouts.connect, settings.timeouts.read)
+        self.max_retry_after = settings.retry.max_retry_after
+        self.unicity_media_type = settings.unicity_media_type
+        self._api_key = api_key
+        self._policy = policy
+        self.limiter = limiter
+        self.stats = stats or ClientStats()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def add_targets(self, segment_id: int, targets: Sequence[str], unicity: bool = True) -> int:
+        """PUT up to 50 targets; NP6 answers how many it added."""
+        headers = {"Accept": self.unicity_media_type} if unicity and self.unicity_media_type else {}
+        answer = self._call("PUT", f"/segments/{segment_id}/targets", list(targets), headers)
+        try:
+            return int(answer.json())
+        except (ValueError, TypeError):
+            return len(targets)
+
+    def clear_segment(self, segment_id: int) -> None:
+        self._call("DELETE", f"/segments/{segment_id}/targets")
+
+    def normalize(self, segment_id: int, fields: dict[str, list[str]]) -> None:
+        self._call("POST", f"/segments/{segment_id}/normalization", {"fields": fields})
+
+    def list_targets(self, segment_id: int) -> list[str]:
+        answer = self._call("GET", f"/segments/{segment_id}/targets")
+        return [str(t) for t in answer.json()]
+
+    def _call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> requests.Response:
+        self.stats.count_call(method)
+        data = orjson.dumps(body) if body is not None else None
+        headers = {**(headers or {}), **({"Content-Type": JSON} if data is not None else {})}
+        for attempt in self._policy():
+            with attempt:
+                return self._once(method, path, data, headers)
+        raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
+
+    def _once(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
+    ) -> requests.Response:
+        call = f"{method} {path}"
+        if self.limiter is not None:
+            waited = self.limiter.acquire()
+            if waited:
+                self.stats.count_throttle(waited)
+        try:
+            answer = self.session.request(
+                method, self.base_url + path, data=data, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout:
+            raise RetriableApiError(call, None, detail="timed out") from None
+        except requests.RequestException as exc:
+            raise RetriableApiError(call, None, detail=type(exc).__name__) from None
+        request_id = answer.headers.get("x-request-id")
+        if request_id:
+            self.stats.request_ids.append(request_id)
+        self._honour_quota(answer)
+        verdict = classify(answer.status_code)
+        if verdict == "ok":
+            return answer
+        detail = self._detail(answer)
+        retry_after = parse_retry_after(answer.headers.get("Retry-After"), self.max_retry_after)
+        answer.close()
+        error = RetriableApiError if verdict == "retry" else FatalApiError
+        raise error(call, answer.status_code, request_id, detail, retry_after)
+
+    def _honour_quota(self, answer: requests.Response) -> None:
+        if self.limiter is None or answer.headers.get("X-RateLimit-Remaining") != "0":
+            return
+        reset = parse_retry_after(answer.headers.get("X-RateLimit-Reset"), self.max_retry_after)
+        if reset:
+            self.limiter.pause_until(time.monotonic() + reset)
+
+    def _detail(self, answer: requests.Response) -> str:
+        hint = _HINTS.get(answer.status_code, "")
+        body = answer.text.strip().replace("\n", " ")[:200]
+        # Some servers echo request headers in error bodies: never let the key through.
+        body = body.replace(self._api_key, "[redacted]") if self._api_key else body
+        return "; ".join(part for part in (hint, body) if part)
+
+
+def client_factory(
+    settings: Settings, api_key: str, deadline: float = math.inf
+) -> Callable[[], NP6Client]:
+    """Clients on demand, one per job, sharing the rate limit and the retry deadline."""
+    limiter = RateLimiter(settings.max_requests_per_second)
+
+    def connect() -> NP6Client:
+        stats = ClientStats()
+        return NP6Client(
+            make_session(settings, api_key),
+            settings,
+            api_key,
+            policy=lambda: retry_policy(settings.retry, deadline, stats=stats),
+            limiter=limiter,
+            stats=stats,
+        )
+
+    return connect
