@@ -1,0 +1,239 @@
+"""The command line: parse arguments, call one function, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from sync import __version__
+from sync.errors import EXIT_USAGE, ConfigError, Np6SyncError, UsageError
+
+if TYPE_CHECKING:
+    from sync.config import Settings
+    from sync.np6 import NP6Client
+    from sync.progress import Progress
+
+log = logging.getLogger("np6sync")
+DEFAULT_CONFIG = Path("config/np6.yaml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose if "verbose" in args else 0)
+    try:
+        code: int = args.func(args)
+        return code
+    except Np6SyncError as error:
+        print(f"np6-sync: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("np6-sync: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="np6-sync",
+        description="Keep NP6 static segments equal to target lists kept in CSV or Parquet files.",
+    )
+    parser.add_argument("--version", action="version", version=f"np6-sync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="sync the jobs' segments with their sources")
+    _job_arguments(run)
+    run.add_argument("--dry-run", action="store_true", help="report the plan; send nothing")
+    run.add_argument("--full-refresh", action="store_true", help="clear and reload the segment")
+    run.add_argument("--force", action="store_true", help="pass the safeguards")
+    run.set_defaults(func=_cmd_run, plan_only=False)
+
+    plan = commands.add_parser("plan", help="a dry run: what `run` would do")
+    _job_arguments(plan)
+    plan.add_argument("--full-refresh", action="store_true", help="plan a clear and reload")
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there is nothing to do, 2 when changes are pending",
+    )
+    plan.set_defaults(func=_cmd_run, plan_only=True, dry_run=True, force=False)
+
+    validate = commands.add_parser("validate", help="check jobs and their sources; no network")
+    validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    validate.add_argument("--samples", type=int, default=3, help="sample keys to show per job")
+    validate.set_defaults(func=_cmd_validate)
+
+    emulator = commands.add_parser("emulator", help="a local NP6 stand-in for trials and tests")
+    from sync import emulator as emulator_module
+
+    emulator_module.configure_parser(emulator)
+    emulator.set_defaults(func=emulator_module.run_cli)
+
+    demo = commands.add_parser("demo", help="the example job against a built-in emulator")
+    demo.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    parser.add_argument(
+        "--config", type=Path, help=f"settings file (default: {DEFAULT_CONFIG} when present)"
+    )
+    parser.add_argument("--report-json", type=Path, metavar="FILE", help="write the report here")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sync.config import load_job, load_settings
+    from sync.report import JobReport, RunReport, render_table
+    from sync.runner import RunOptions, run_job
+
+    settings = load_settings(_config_path(args.config))
+    options = RunOptions(dry_run=args.dry_run, full_refresh=args.full_refresh, force=args.force)
+    connect = _connector(settings, needed=not args.dry_run)
+    report = RunReport()
+    with _stop_on_signals() as stop:
+        for path in args.jobs:
+            if stop.is_set():
+                break
+            try:
+                job = load_job(path)
+            except ConfigError as error:
+                report.jobs.append(
+                    JobReport(Path(path).stem, error=str(error), exit_code=error.exit_code)
+                )
+                continue
+            report.jobs.append(
+                run_job(
+                    job,
+                    options,
+                    connect,
+                    concurrency=settings.concurrency,
+                    stop=stop,
+                    progress=_progress(),
+                )
+            )
+    print(render_table(report))
+    if args.report_json:
+        args.report_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if args.plan_only and args.detailed_exitcode and report.exit_code == 0:
+        return 2 if any(job.action != "none" for job in report.jobs) else 0
+    return report.exit_code
+
+
+def _connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
+    """Build NP6 clients on demand: a run with nothing to do opens no connection."""
+    from sync.np6 import client_factory
+
+    key = os.environ.get(settings.api_key_env, "")
+    if needed and not key:
+        raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
+    _redact_in_logs(key)
+    return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sync.config import load_job
+    from sync.runner import load_keys
+
+    worst = 0
+    for path in args.jobs:
+        try:
+            job = load_job(path)
+            keyset = load_keys(job)
+        except UsageError as error:
+            print(f"{path}: cannot run\n  {error}", file=sys.stderr)
+            worst = max(worst, EXIT_USAGE)
+            continue
+        print(f"{path}: job {job.name} -> segment {job.segment_id}")
+        print(f"  source      {job.source_path} ({job.source_format})")
+        print(f"  rows        {keyset.rows_read:,}")
+        print(f"  valid keys  {len(keyset.keys):,}")
+        print(f"  duplicates  {keyset.duplicate_keys:,}")
+        print(f"  rejected    {keyset.rows_rejected:,}")
+        for reason, count in keyset.rejects_by_reason.items():
+            print(f"    {count:,} {reason}")
+        for key in keyset.keys.slice(0, args.samples).to_pylist():
+            print(f"  sample      {key}")
+    return worst
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sync.demo import run_demo
+
+    return run_demo(args.keep)
+
+
+def _config_path(path: Path | None) -> Path | None:
+    if path is not None:
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _progress() -> Progress:
+    from sync.progress import NullProgress, TerminalProgress
+
+    return TerminalProgress() if sys.stderr.isatty() else NullProgress()
+
+
+class _StopOnSignals:
+    """The first SIGTERM/SIGINT asks the run to stop after the chunks in flight."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self.event
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        print(
+            f"np6-sync: {signal.Signals(signum).name} received: finishing the chunks in "
+            "flight, then saving the state",
+            file=sys.stderr,
+        )
+        self.event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def _stop_on_signals() -> _StopOnSignals:
+    return _StopOnSignals()
+
+
+class _Redact(logging.Filter):
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "[redacted]"), None
+        return True
+
+
+def _redact_in_logs(secret: str) -> None:
+    if secret:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_Redact(secret))
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

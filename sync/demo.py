@@ -1,0 +1,92 @@
+"""`np6-sync demo`: the example job, three runs, against a built-in emulator."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import tempfile
+from pathlib import Path
+
+from sync.config import Settings, load_job
+from sync.emulator import Emulator
+from sync.np6 import client_factory
+from sync.report import RunReport, render_table
+from sync.runner import RunOptions, run_job
+
+JOB = """\
+name: newsletter-fr
+segment_id: 1234
+source:
+  path: newsletter.csv
+  delimiter: ";"
+targets:
+  identify_by: unicity
+  columns: [email, customer_id]
+  separator: "|"
+  transforms:
+    email: [strip, lower]
+sync:
+  mode: auto
+  max_removed_ratio: 0.1
+"""
+KEY = "demo-key"
+
+
+def run_demo(keep: Path | None = None) -> int:
+    with tempfile.TemporaryDirectory(prefix="np6-sync-demo-") as temp:
+        folder = keep or Path(temp)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "newsletter-fr.yaml").write_text(JOB)
+        contacts = _contacts(1_000)
+        with Emulator(KEY, segments=[1234], latency_s=0.002) as emulator:
+            steps = [
+                ("1. first load: every contact is new", contacts),
+                ("2. same file again: nothing to send", contacts),
+                ("3. 40 contacts join: only they are sent", contacts + _contacts(40, start=1_000)),
+                (
+                    "4. 5 contacts leave: the segment is cleared and reloaded",
+                    contacts[5:] + _contacts(40, start=1_000),
+                ),
+            ]
+            worst = 0
+            for title, rows in steps:
+                _write_csv(folder / "newsletter.csv", rows)
+                report = _run(folder / "newsletter-fr.yaml", emulator)
+                members = len(emulator.members(1234))
+                print(f"\n{title}\n")
+                print(render_table(report))
+                print(f"the emulated segment now holds {members:,} targets")
+                worst = max(worst, report.exit_code)
+        print(f"\nthe demo's files: {folder}" if keep else "")
+        return worst
+
+
+def _run(job_path: Path, emulator: Emulator) -> RunReport:
+    settings = Settings(base_url=emulator.url, concurrency=4, max_requests_per_second=200)
+    connect = client_factory(settings, KEY)
+    return RunReport(
+        [run_job(load_job(job_path), RunOptions(), connect, concurrency=settings.concurrency)]
+    )
+
+
+def _contacts(count: int, start: int = 0) -> list[dict[str, str]]:
+    rng = random.Random(start)
+    first = ["Camille", "Louis", "Léa", "Hugo", "Chloé", "Jules", "Inès", "Noah"]
+    return [
+        {
+            "email": f" {rng.choice(first)}.{n}@Example.FR ",
+            "customer_id": f"{n:07d}",
+            "phone": f"+336{rng.randrange(10**8):08d}",
+        }
+        for n in range(start, start + count)
+    ]
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    temp = path.with_suffix(".tmp")
+    with temp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["email", "customer_id", "phone"], delimiter=";")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temp, path)

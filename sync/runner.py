@@ -1,0 +1,184 @@
+"""One job, top to bottom: read, key, plan, check, push, save, report."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow.csv as pacsv
+
+from sync.config import Job
+from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
+from sync.keys import KeySet, build_keys
+from sync.np6 import NP6Client
+from sync.plan import Holding, Plan, check_safeguards, make_plan
+from sync.progress import NullProgress, Progress
+from sync.push import push
+from sync.report import JobReport, Requests
+from sync.sources import SourceSpec, read_source
+from sync.state import StateStore
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    full_refresh: bool = False
+    force: bool = False
+
+
+def run_job(
+    job: Job,
+    options: RunOptions,
+    connect: Callable[[], NP6Client],
+    *,
+    concurrency: int = 4,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> JobReport:
+    """Sync one job. Never raises for the job's own failures: the report carries them."""
+    report = JobReport(job.name, job.segment_id)
+    started = time.monotonic()
+    client: NP6Client | None = None
+    try:
+        store = StateStore(job.state_path, job.segment_id, job.targets.definition())
+        # Lock first: a second run must stop at once, not after reading a large file.
+        with contextlib.nullcontext() if options.dry_run else store.lock(job.name):
+            keyset = load_keys(job)
+            _count_keys(report, keyset)
+            holding = _load_holding(store, options)
+            plan = make_plan(holding, keyset.keys, job.sync.mode, options.full_refresh)
+            _count_plan(report, plan, job)
+            if not options.dry_run:
+                store.clean_leftovers()
+                report.rejects_file = _write_rejects(job, keyset)
+            report.refusals = [] if options.force else check_safeguards(plan, keyset, job.sync)
+            if report.refusals:
+                report.status, report.exit_code = "refused", EXIT_REFUSED
+            elif options.dry_run:
+                report.status = "planned"
+            elif plan.action == "none":
+                store.save(holding.keys)  # folds what an interrupted run left in the journal
+                report.status = "no_changes"
+            else:
+                if not holding.known:
+                    store.set_aside()
+                client = connect()
+                _apply(job, plan, store, client, report, concurrency, stop, progress)
+    except Np6SyncError as error:
+        report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
+        if error.exit_code == EXIT_REFUSED:
+            report.status = "refused"
+    finally:
+        if client is not None:
+            _count_requests(report, client)
+            client.close()
+        report.duration_s = time.monotonic() - started
+    return report
+
+
+def load_keys(job: Job) -> KeySet:
+    spec = SourceSpec(
+        path=job.source_path,
+        format=job.source_format,
+        delimiter=job.source_delimiter,
+        encoding=job.source.encoding,
+    )
+    source = read_source(spec, job.targets.columns)
+    return build_keys(source.table, job.targets, source.first_row)
+
+
+def _apply(
+    job: Job,
+    plan: Plan,
+    store: StateStore,
+    client: NP6Client,
+    report: JobReport,
+    concurrency: int,
+    stop: threading.Event | None,
+    progress: Progress | None,
+) -> None:
+    with store.open_journal(plan.action) as journal:
+        try:
+            result = push(
+                plan,
+                client,
+                journal,
+                segment_id=job.segment_id,
+                chunk_size=job.sync.chunk_size,
+                concurrency=concurrency,
+                unicity=job.targets.identify_by == "unicity",
+                stop=stop,
+                progress=progress or NullProgress(),
+            )
+        finally:
+            # Whatever happened, the state becomes exactly what NP6 acknowledged.
+            store.save(store.load().keys)
+    report.targets_sent = result.targets_sent
+    report.targets_accepted = result.targets_accepted
+    if result.error is not None:
+        raise result.error
+    if result.interrupted:
+        report.status, report.exit_code = "failed", EXIT_FAILED
+        report.error = (
+            f"stopped by a signal after {result.targets_sent:,} of {len(plan.send):,} "
+            "targets; the state holds what NP6 acknowledged and the next run goes on from there"
+        )
+        return
+    if job.normalization is not None:
+        client.normalize(job.segment_id, job.normalization.fields)
+    report.status = "succeeded"
+
+
+def _load_holding(store: StateStore, options: RunOptions) -> Holding:
+    try:
+        return store.load()
+    except StateError:
+        if not options.full_refresh:
+            raise
+        # A full refresh clears the segment anyway: the old state is not needed.
+        return Holding(Holding.empty().keys, known=False)
+
+
+def _count_keys(report: JobReport, keyset: KeySet) -> None:
+    report.rows_read = keyset.rows_read
+    report.rows_rejected = keyset.rows_rejected
+    report.duplicate_keys = keyset.duplicate_keys
+    report.keys = len(keyset.keys)
+    report.rejects_by_reason = keyset.rejects_by_reason
+
+
+def _count_plan(report: JobReport, plan: Plan, job: Job) -> None:
+    report.action = plan.action
+    report.added, report.removed, report.reason = plan.added, plan.removed, plan.reason
+    changes = plan.action != "none"
+    report.planned_requests = Requests(
+        put=plan.put_requests(job.sync.chunk_size),
+        delete=int(plan.clears),
+        post=int(changes and job.normalization is not None),
+    )
+
+
+def _count_requests(report: JobReport, client: NP6Client) -> None:
+    stats = client.stats
+    report.requests = Requests(
+        put=stats.calls.get("put", 0),
+        delete=stats.calls.get("delete", 0),
+        post=stats.calls.get("post", 0),
+        retries=stats.retries,
+    )
+    report.retry_wait_s = stats.retry_wait_s
+    report.rate_limit_wait_s = stats.rate_limit_wait_s
+
+
+def _write_rejects(job: Job, keyset: KeySet) -> str | None:
+    """Rejected rows go to ``<state folder>/<job>.rejects.csv``; no rejects, no file."""
+    path = job.state_path.with_name(f"{job.name}.rejects.csv")
+    if not keyset.rows_rejected:
+        path.unlink(missing_ok=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(keyset.rejected, path)
+    return str(path)

@@ -1,0 +1,101 @@
+"""Shared builders: an emulator on a loopback port, job files, sources, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sync.emulator import Emulator
+
+from sync.cli import main
+
+API_KEY = "test-key-5f1c9a"
+SEGMENT = 1234
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(API_KEY, segments=[SEGMENT, 99]) as server:
+        yield server
+
+
+@pytest.fixture
+def env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment a run needs to reach the emulator."""
+    monkeypatch.setenv("NP6_API_KEY", API_KEY)
+    monkeypatch.setenv("NP6_BASE_URL", emulator.url)
+    return {**os.environ, "NP6_API_KEY": API_KEY, "NP6_BASE_URL": emulator.url}
+
+
+def write_csv(
+    path: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = ("email",), delimiter=","
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def emails(start: int, stop: int) -> list[list[str]]:
+    return [[f"user{n}@example.com"] for n in range(start, stop)]
+
+
+def make_job(folder: Path, **overrides: Any) -> Path:
+    """A job file in ``folder``; nested keys merge over the defaults."""
+    job: dict[str, Any] = {
+        "name": "list",
+        "segment_id": SEGMENT,
+        "source": {"path": "list.csv"},
+        "targets": {"columns": ["email"]},
+        "sync": {"max_removed_ratio": 1.0},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(job.get(key), dict):
+            job[key] = {**job[key], **value}
+        else:
+            job[key] = value
+    path = folder / f"{job['name']}.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(env: dict[str, str], capsys: pytest.CaptureFixture[str]):
+    """Run the real command line in-process against the emulator."""
+
+    def run(*args: str | Path) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def run_process(args: Sequence[str | Path], env: dict[str, str], **kwargs: Any):
+    """Run the CLI as a real subprocess (for kills, locks and signals)."""
+    return subprocess.run(
+        [sys.executable, "-m", "sync", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,
+    )

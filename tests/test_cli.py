@@ -1,0 +1,211 @@
+"""End to end: the real command line against the emulator on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import API_KEY, SEGMENT, emails, make_job, write_csv
+
+from sync.emulator import Emulator
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """Settings with quick retries, so the tests never wait long."""
+    path = tmp_path / "np6.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "concurrency": 4,
+                "max_requests_per_second": 1000,
+                "retry": {"initial_wait": 0.01, "max_wait": 0.05, "max_attempts": 6},
+            }
+        )
+    )
+    return path
+
+
+def puts(emulator: Emulator) -> list:
+    return [c for c in emulator.calls if c.method == "PUT"]
+
+
+def emails_set(start: int, stop: int) -> set[str]:
+    return {f"user{n}@example.com" for n in range(start, stop)}
+
+
+def test_first_load_rerun_additions_and_removals(tmp_path, emulator, cli, config) -> None:
+    job = make_job(tmp_path)
+    report = tmp_path / "report.json"
+
+    write_csv(tmp_path / "list.csv", emails(0, 120))
+    result = cli("run", job, "--config", config, "--report-json", report)
+    assert result.code == 0, result.err
+    assert emulator.members(SEGMENT) == emails_set(0, 120)
+    assert len(puts(emulator)) == 3
+    first = json.loads(report.read_text())["jobs"][0]
+    assert first["status"] == "succeeded" and first["action"] == "append"
+    assert (first["added"], first["targets_sent"], first["targets_accepted"]) == (120, 120, 120)
+    assert first["requests"] == {"put": 3, "delete": 0, "post": 0, "retries": 0}
+
+    emulator.reset_calls()
+    result = cli("run", job, "--config", config, "--report-json", report)
+    assert result.code == 0
+    assert emulator.calls == []  # a rerun sends nothing at all
+    assert json.loads(report.read_text())["jobs"][0]["status"] == "no_changes"
+
+    write_csv(tmp_path / "list.csv", emails(0, 250))
+    result = cli("run", job, "--config", config)
+    assert result.code == 0
+    sent = [t for call in puts(emulator) for t in call.targets]
+    assert sorted(sent) == sorted(emails_set(120, 250))
+    assert len(puts(emulator)) == math.ceil(130 / 50)
+    assert emulator.members(SEGMENT) == emails_set(0, 250)
+
+    emulator.reset_calls()
+    write_csv(tmp_path / "list.csv", emails(10, 250))
+    result = cli("run", job, "--config", config, "--report-json", report)
+    assert result.code == 0
+    assert emulator.calls[0].method == "DELETE"
+    assert len(puts(emulator)) == math.ceil(240 / 50)
+    assert emulator.members(SEGMENT) == emails_set(10, 250)
+    last = json.loads(report.read_text())["jobs"][0]
+    assert (last["action"], last["removed"], last["added"]) == ("reload", 10, 0)
+    assert last["requests"]["delete"] == 1
+
+
+def test_two_column_keys_with_transforms_and_separator(tmp_path, emulator, cli, config) -> None:
+    job = make_job(
+        tmp_path,
+        targets={
+            "columns": ["email", "customer_id"],
+            "separator": "|",
+            "transforms": {"email": ["strip", "lower"]},
+        },
+        sync={"max_rejected_ratio": 0.5},
+    )
+    write_csv(
+        tmp_path / "list.csv",
+        [[" Ann@X.fr ", "000123"], ["bob@x.fr", "NA"], ["ann@x.fr", "000123"], ["", "7"]],
+        header=["email", "customer_id"],
+    )
+    result = cli("run", job, "--config", config)
+    assert result.code == 0, result.err
+    assert emulator.members(SEGMENT) == {"ann@x.fr|000123", "bob@x.fr|NA"}
+    rejects = (tmp_path / "state" / "list.rejects.csv").read_text()
+    assert '5,"empty email","","7"' in rejects
+    assert "rejected rows: 1 empty email" in result.out
+
+
+def test_parquet_source(tmp_path, emulator, cli, config) -> None:
+    frame = pd.DataFrame({"email": ["a@x.fr", "b@x.fr"], "customer_id": [123, 4]})
+    frame.to_parquet(tmp_path / "list.parquet")
+    job = make_job(
+        tmp_path,
+        source={"path": "list.parquet"},
+        targets={"columns": ["email", "customer_id"], "separator": "#"},
+    )
+    result = cli("run", job, "--config", config)
+    assert result.code == 0, result.err
+    assert emulator.members(SEGMENT) == {"a@x.fr#123", "b@x.fr#4"}
+
+
+def test_transient_errors_are_retried_and_the_run_succeeds(tmp_path, emulator, cli, config) -> None:
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", emails(0, 200))
+    emulator.inject("429", "503", "500", "drop", "lost")
+    result = cli("run", job, "--config", config, "--report-json", tmp_path / "r.json")
+    assert result.code == 0, result.out + result.err
+    assert emulator.members(SEGMENT) == emails_set(0, 200)
+    report = json.loads((tmp_path / "r.json").read_text())["jobs"][0]
+    assert report["requests"]["retries"] == 5
+    assert report["requests"]["put"] == 4
+    assert report["targets_sent"] == 200
+
+
+def test_a_wrong_key_fails_without_showing_any_key(
+    tmp_path, emulator, cli, config, monkeypatch
+) -> None:
+    monkeypatch.setenv("NP6_API_KEY", "wrong-secret-value-42")
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", emails(0, 10))
+    result = cli("run", job, "--config", config, "--report-json", tmp_path / "r.json", "-vv")
+    assert result.code == 1
+    output = result.out + result.err + (tmp_path / "r.json").read_text()
+    assert "HTTP 401" in output and "x-request-id" in output
+    assert "wrong-secret-value-42" not in output and API_KEY not in output
+    for path in (tmp_path / "state").iterdir():
+        assert b"wrong-secret-value-42" not in path.read_bytes()
+
+
+def test_a_bad_job_file_names_every_problem_and_sends_nothing(tmp_path, emulator, cli) -> None:
+    job = tmp_path / "bad.yaml"
+    job.write_text(
+        "name: bad\nsegment_id: zero\nsource:\n  path: list.xlsx\n  delimitr: ';'\n"
+        "targets:\n  columns: []\nsync:\n  chunk_size: 51\n  mode: sometimes\n"
+    )
+    result = cli("run", job)
+    assert result.code == 2
+    for problem in [
+        "segment_id: Input should be a valid integer",
+        "source.format: cannot tell the format of 'list.xlsx'",
+        "source.delimitr: unknown key",
+        "targets.columns: List should have at least 1 item",
+        "sync.chunk_size: Input should be less than or equal to 50",
+        "sync.mode: Input should be 'auto', 'append' or 'reload'",
+    ]:
+        assert problem in result.out + result.err
+    assert emulator.calls == []
+
+
+def test_a_missing_key_is_a_usage_error(tmp_path, emulator, cli, monkeypatch) -> None:
+    monkeypatch.delenv("NP6_API_KEY")
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", emails(0, 3))
+    result = cli("run", job)
+    assert result.code == 2
+    assert "NP6_API_KEY" in result.err
+    assert emulator.calls == []
+
+
+def test_normalization_follows_a_run_that_changed_the_segment(
+    tmp_path, emulator, cli, config
+) -> None:
+    job = make_job(tmp_path, normalization={"fields": {"34": ["FRA", "ESP"]}})
+    write_csv(tmp_path / "list.csv", emails(0, 3))
+    assert cli("run", job, "--config", config).code == 0
+    assert emulator.normalizations(SEGMENT) == [{"fields": {"34": ["FRA", "ESP"]}}]
+    assert cli("run", job, "--config", config).code == 0
+    assert len(emulator.normalizations(SEGMENT)) == 1
+
+
+def test_validate_reports_counts_and_sends_nothing(tmp_path, emulator, cli) -> None:
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", [*emails(0, 5), ["user1@example.com"], [" "]])
+    result = cli("validate", job)
+    assert result.code == 0
+    assert "rows        7" in result.out
+    assert "valid keys  5" in result.out
+    assert "duplicates  1" in result.out
+    assert "1 empty email" in result.out
+    assert "sample      user0@example.com" in result.out
+    assert emulator.calls == []
+
+
+def test_validate_fails_on_a_missing_source(tmp_path, cli) -> None:
+    job = make_job(tmp_path)
+    result = cli("validate", job)
+    assert result.code == 2
+    assert "list.csv" in result.err
+
+
+def test_demo_runs_the_example_and_reports(cli) -> None:
+    result = cli("demo")
+    assert result.code == 0, result.err
+    assert result.out.count("succeeded") == 3
+    assert "no_changes" in result.out
+    assert "the emulated segment now holds 1,035 targets" in result.out
