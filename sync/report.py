@@ -43,6 +43,7 @@ class JobReport:
     refusals: list[str] = field(default_factory=list)
     retry_wait_s: float = 0.0
     rate_limit_wait_s: float = 0.0
+    phase_s: dict[str, float] = field(default_factory=dict)  # read, keys, diff, push...
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow.csv as pacsv
@@ -40,16 +40,23 @@ def run_job(
 ) -> JobReport:
     """Sync one job. Never raises for the job's own failures: the report carries them."""
     report = JobReport(job.name, job.segment_id)
+    timer = PhaseTimer(report.phase_s)
     started = time.monotonic()
     client: NP6Client | None = None
     try:
         store = StateStore(job.state_path, job.segment_id, job.targets.definition())
         # Lock first: a second run must stop at once, not after reading a large file.
         with contextlib.nullcontext() if options.dry_run else store.lock(job.name):
-            keyset = load_keys(job)
+            with timer("read"):
+                source = read_source(_source_spec(job), job.targets.columns)
+            with timer("keys"):
+                keyset = build_keys(source.table, job.targets, source.first_row)
+                del source  # the key columns are no longer needed: free them early
             _count_keys(report, keyset)
-            holding = _load_holding(store, options)
-            plan = make_plan(holding, keyset.keys, job.sync.mode, options.full_refresh)
+            with timer("state_read"):
+                holding = _load_holding(store, options)
+            with timer("diff"):
+                plan = make_plan(holding, keyset.keys, job.sync.mode, options.full_refresh)
             _count_plan(report, plan, job)
             if not options.dry_run:
                 store.clean_leftovers()
@@ -60,13 +67,15 @@ def run_job(
             elif options.dry_run:
                 report.status = "planned"
             elif plan.action == "none":
-                store.save(holding.keys)  # folds what an interrupted run left in the journal
+                if store.journal_path.exists():
+                    with timer("state_write"):
+                        store.save(holding.keys)  # folds what an interrupted run left
                 report.status = "no_changes"
             else:
                 if not holding.known:
                     store.set_aside()
                 client = connect()
-                _apply(job, plan, store, client, report, concurrency, stop, progress)
+                _apply(job, plan, store, client, report, concurrency, stop, progress, timer)
     except Np6SyncError as error:
         report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
         if error.exit_code == EXIT_REFUSED:
@@ -80,14 +89,33 @@ def run_job(
 
 
 def load_keys(job: Job) -> KeySet:
-    spec = SourceSpec(
+    source = read_source(_source_spec(job), job.targets.columns)
+    return build_keys(source.table, job.targets, source.first_row)
+
+
+def _source_spec(job: Job) -> SourceSpec:
+    return SourceSpec(
         path=job.source_path,
         format=job.source_format,
         delimiter=job.source_delimiter,
         encoding=job.source.encoding,
     )
-    source = read_source(spec, job.targets.columns)
-    return build_keys(source.table, job.targets, source.first_row)
+
+
+class PhaseTimer:
+    """Adds the seconds spent in each phase to ``phases`` (the report's phase_s)."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.phases[phase] = round(self.phases.get(phase, 0.0) + elapsed, 4)
 
 
 def _apply(
@@ -99,23 +127,26 @@ def _apply(
     concurrency: int,
     stop: threading.Event | None,
     progress: Progress | None,
+    timer: PhaseTimer,
 ) -> None:
     with store.open_journal(plan.action) as journal:
         try:
-            result = push(
-                plan,
-                client,
-                journal,
-                segment_id=job.segment_id,
-                chunk_size=job.sync.chunk_size,
-                concurrency=concurrency,
-                unicity=job.targets.identify_by == "unicity",
-                stop=stop,
-                progress=progress or NullProgress(),
-            )
+            with timer("push"):
+                result = push(
+                    plan,
+                    client,
+                    journal,
+                    segment_id=job.segment_id,
+                    chunk_size=job.sync.chunk_size,
+                    concurrency=concurrency,
+                    unicity=job.targets.identify_by == "unicity",
+                    stop=stop,
+                    progress=progress or NullProgress(),
+                )
         finally:
             # Whatever happened, the state becomes exactly what NP6 acknowledged.
-            store.save(store.load().keys)
+            with timer("state_write"):
+                store.save(store.load().keys)
     report.targets_sent = result.targets_sent
     report.targets_accepted = result.targets_accepted
     if result.error is not None:

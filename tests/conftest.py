@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from sync.emulator import Emulator
 
 from sync.cli import main
+from sync.emulator import Emulator
 
 API_KEY = "test-key-5f1c9a"
 SEGMENT = 1234

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import API_KEY, SEGMENT, emails, make_job, write_csv
 
+from conftest import API_KEY, SEGMENT, emails, make_job, write_csv
 from sync.emulator import Emulator
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import API_KEY
 
+from conftest import API_KEY
 from sync.config import RetryConfig, Settings
 from sync.emulator import Emulator
 from sync.errors import FatalApiError, RetriableApiError

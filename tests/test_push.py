@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import API_KEY, SEGMENT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import API_KEY, SEGMENT
 from sync.config import RetryConfig, Settings
 from sync.emulator import Emulator
 from sync.keys import KEY_TYPE

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import API_KEY, SEGMENT, emails, make_job, run_process, write_csv
 
+from conftest import API_KEY, SEGMENT, emails, make_job, run_process, write_csv
 from sync.emulator import Emulator
 from sync.state import StateStore
 

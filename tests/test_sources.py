@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from corpus import compress, csv_text, write, zip_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from corpus import compress, csv_text, write, zip_bytes
 from sync.errors import SourceError, UsageError
 from sync.sources import SourceSpec, infer_format, read_header, read_source
 
