@@ -75,7 +75,8 @@ def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> K
     if isinstance(distinct, pa.ChunkedArray):
         distinct = distinct.combine_chunks()
     rejected = _rejected_rows(table, targets, reasons, valid, first_row)
-    counts = pc.value_counts(rejected["reason"]) if rejected.num_rows else []
+    # By position: a key column may itself be named "row" or "reason".
+    counts = pc.value_counts(rejected.column(1)) if rejected.num_rows else []
     return KeySet(
         keys=distinct,
         rows_read=table.num_rows,
@@ -94,12 +95,16 @@ def _first_reason(reasons: pa.Array, failed: pa.Array, reason: str) -> pa.Array:
 def _rejected_rows(
     table: pa.Table, targets: TargetsConfig, reasons: pa.Array, valid: pa.Array, first_row: int
 ) -> pa.Table:
+    """Row number, reason, then the raw key values, by position.
+
+    A key column named "row" or "reason" repeats that name in the header; it must not
+    replace the row numbers or the reasons (as a dict keyed by name did).
+    """
     invalid = pc.invert(valid)
     rows = pc.add(pc.indices_nonzero(invalid), first_row)
-    columns = {"row": rows, "reason": pc.filter(reasons, invalid)}
-    for column in targets.columns:
-        columns[column] = pc.filter(table[column], invalid)
-    return pa.table(columns)
+    columns = [rows, pc.filter(reasons, invalid)]
+    columns += [pc.filter(table[column], invalid) for column in targets.columns]
+    return pa.table(columns, names=["row", "reason", *targets.columns])
 
 
 def _pylist(value: pa.Array | list[object]) -> list[dict[str, Any]]:
