@@ -19,9 +19,11 @@ from sync import __version__
 from sync.errors import EXIT_USAGE, ConfigError, Np6SyncError, UsageError
 
 if TYPE_CHECKING:
-    from sync.config import Settings
+    from sync.config import Job, Settings
     from sync.np6 import NP6Client
     from sync.progress import Progress
+    from sync.report import JobReport
+    from sync.verify import Comparison
 
 log = logging.getLogger("np6sync")
 DEFAULT_CONFIG = Path("config/np6.yaml")
@@ -55,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="report the plan; send nothing")
     run.add_argument("--full-refresh", action="store_true", help="clear and reload the segment")
     run.add_argument("--force", action="store_true", help="pass the safeguards")
+    run.add_argument(
+        "--verify", action="store_true", help="read the segment back afterwards (id mode)"
+    )
     run.set_defaults(func=_cmd_run, plan_only=False)
 
     plan = commands.add_parser("plan", help="a dry run: what `run` would do")
@@ -65,7 +70,35 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 when there is nothing to do, 2 when changes are pending",
     )
-    plan.set_defaults(func=_cmd_run, plan_only=True, dry_run=True, force=False)
+    plan.set_defaults(func=_cmd_run, plan_only=True, dry_run=True, force=False, verify=False)
+
+    verify = commands.add_parser("verify", help="compare the segment itself with the source")
+    _job_arguments(verify, reports=False)
+    verify.add_argument("--repair", action="store_true", help="add the missing, remove the extra")
+    verify.add_argument("--force", action="store_true", help="repair past max_removed_ratio")
+    verify.set_defaults(func=_cmd_verify)
+
+    state = commands.add_parser("state", help="inspect the state; adopt targets a segment holds")
+    state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    show = state_commands.add_parser("show", help="what the state holds")
+    show.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    show.set_defaults(func=_cmd_state_show)
+    adopt = state_commands.add_parser("import", help="record targets the segment already holds")
+    _job_arguments(adopt, reports=False)
+    source = adopt.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        metavar="FILE",
+        help="a CSV/Parquet file with the job's key columns: added to the state",
+    )
+    source.add_argument(
+        "--from-segment",
+        action="store_true",
+        help="the segment's current members replace the state (id mode)",
+    )
+    adopt.set_defaults(func=_cmd_state_import)
 
     validate = commands.add_parser("validate", help="check jobs and their sources; no network")
     validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
@@ -84,12 +117,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _job_arguments(parser: argparse.ArgumentParser) -> None:
+def _job_arguments(parser: argparse.ArgumentParser, reports: bool = True) -> None:
     parser.add_argument("jobs", nargs="+", metavar="JOB.yaml")
     parser.add_argument(
         "--config", type=Path, help=f"settings file (default: {DEFAULT_CONFIG} when present)"
     )
-    parser.add_argument("--report-json", type=Path, metavar="FILE", help="write the report here")
+    if reports:
+        parser.add_argument(
+            "--report-json", type=Path, metavar="FILE", help="write the report here"
+        )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
 
 
@@ -113,16 +149,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     JobReport(Path(path).stem, error=str(error), exit_code=error.exit_code)
                 )
                 continue
-            report.jobs.append(
-                run_job(
-                    job,
-                    options,
-                    connect,
-                    concurrency=settings.concurrency,
-                    stop=stop,
-                    progress=_progress(),
-                )
+            job_report = run_job(
+                job,
+                options,
+                connect,
+                concurrency=settings.concurrency,
+                stop=stop,
+                progress=_progress(),
             )
+            if args.verify and job_report.exit_code == 0:
+                _verify_after_run(job, job_report, connect)
+            report.jobs.append(job_report)
     print(render_table(report))
     if args.report_json:
         args.report_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -140,6 +177,109 @@ def _connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
         raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
     _redact_in_logs(key)
     return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
+
+
+def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Client]) -> None:
+    from sync.errors import EXIT_FAILED
+    from sync.verify import verify_job
+
+    client = connect()
+    try:
+        result = verify_job(job, client)
+    except Np6SyncError as error:
+        report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
+        return
+    finally:
+        client.close()
+    if not result.before.equal:
+        report.status, report.exit_code = "failed", EXIT_FAILED
+        report.error = _comparison_text(result.before, result.listing)
+
+
+def _comparison_text(comparison: Comparison, listing: Path | None) -> str:
+    text = (
+        f"the segment holds {comparison.segment:,} targets: {len(comparison.missing):,} "
+        f"missing, {len(comparison.extra):,} extra"
+    )
+    return text + (f" (listed in {listing})" if listing else "")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from sync.config import load_job, load_settings
+    from sync.errors import EXIT_FAILED
+    from sync.verify import verify_job
+
+    settings = load_settings(_config_path(args.config))
+    connect = _connector(settings, needed=True)
+    worst = 0
+    with _stop_on_signals() as stop:
+        for path in args.jobs:
+            job = load_job(path)
+            client = connect()
+            try:
+                result = verify_job(
+                    job,
+                    client,
+                    repair=args.repair,
+                    force=args.force,
+                    concurrency=settings.concurrency,
+                    stop=stop,
+                )
+            finally:
+                client.close()
+            final = result.after or result.before
+            print(f"{job.name}: before: {_comparison_text(result.before, result.listing)}")
+            if result.before.state_drift:
+                print(
+                    f"{job.name}: the state differed from the segment on "
+                    f"{result.before.state_drift:,} targets; it now follows the segment"
+                )
+            if result.after is not None:
+                print(f"{job.name}: after repair: {_comparison_text(result.after, None)}")
+            print(f"{job.name}: {'equal' if final.equal else 'DIFFERENT'}")
+            worst = max(worst, 0 if final.equal else EXIT_FAILED)
+    return worst
+
+
+def _cmd_state_show(args: argparse.Namespace) -> int:
+    from sync.config import load_job
+    from sync.verify import store_for
+
+    for path in args.jobs:
+        job = load_job(path)
+        store = store_for(job)
+        info = store.info()
+        print(f"{job.name}: {store.path}")
+        if info is None:
+            print("  no state yet: the segment is taken to be empty")
+        else:
+            holding = store.load()
+            print(f"  format      version {info.version}, segment {info.segment_id}")
+            print(f"  keys        {len(holding.keys):,} (state file: {info.keys:,})")
+            print(f"  updated     {info.updated_at}")
+            print(f"  pending     {len(holding.pending):,} deferred removal(s)")
+            print(f"  key         {json.dumps(info.key_definition)}")
+        if store.journal_path.exists():
+            print(f"  unfinished  a run left {store.journal_path.name}: the next run goes on")
+    return 0
+
+
+def _cmd_state_import(args: argparse.Namespace) -> int:
+    from sync.config import load_job, load_settings
+    from sync.verify import import_state
+
+    settings = load_settings(_config_path(args.config))
+    for path in args.jobs:
+        job = load_job(path)
+        client = _connector(settings, needed=True)() if args.from_segment else None
+        try:
+            count = import_state(job, client, args.from_file)
+        finally:
+            if client is not None:
+                client.close()
+        what = "targets added to the state" if args.from_file else "targets adopted from NP6"
+        print(f"{job.name}: {count:,} {what}")
+    return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

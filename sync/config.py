@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from sync.errors import ConfigError
@@ -122,6 +123,10 @@ class SyncConfig(_Model):
     max_removed_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     min_rows: Annotated[int, Field(ge=0)] = 1
     max_rejected_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # How targets leave the segment when mode is auto (see the README's cost model).
+    removals: Literal["auto", "reload", "per_target", "defer"] = "auto"
+    defer_removals_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
+    defer_removals_days: Annotated[int, Field(ge=0)] = 7
 
 
 class NormalizationConfig(_Model):
@@ -149,6 +154,15 @@ class Job(_Model):
     normalization: NormalizationConfig | None = None
     # Where the job file lives: relative paths are resolved against it. Not a YAML key.
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _removals_need_ids(self) -> Job:
+        if self.sync.removals == "per_target" and self.targets.identify_by != "id":
+            raise ValueError(
+                "sync.removals: per_target needs targets.identify_by: id (NP6 removes "
+                "single targets by their id)"
+            )
+        return self
 
     @property
     def source_path(self) -> Path:

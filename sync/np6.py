@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
 import requests
@@ -225,6 +226,17 @@ class NP6Client:
             return int(answer.json())
         except (ValueError, TypeError):
             return len(targets)
+
+    def remove_target(self, segment_id: int, target_id: str) -> bool:
+        """Take one target out of a segment; False when NP6 says it was not in it (404),
+        which is also what a retry sees after an answer that was lost."""
+        try:
+            self._call("DELETE", f"/targets/{quote(target_id, safe='')}/segments/{segment_id}")
+        except FatalApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def clear_segment(self, segment_id: int) -> None:
         self._call("DELETE", f"/segments/{segment_id}/targets")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,7 +13,15 @@ import pyarrow.compute as pc
 from sync.config import SyncConfig
 from sync.keys import KEY_TYPE, KeySet
 
-Action = Literal["append", "reload", "none"]
+# append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
+# reload: clear the segment and PUT every key; none: nothing to send.
+Action = Literal["append", "update", "reload", "none"]
+Strategy = Literal["reload", "per_target", "defer"]
+PENDING_SCHEMA = pa.schema([("key", KEY_TYPE), ("since", pa.string())])
+
+
+def no_pending() -> pa.Table:
+    return PENDING_SCHEMA.empty_table()
 
 
 @dataclass(frozen=True)
@@ -21,11 +30,14 @@ class Holding:
 
     ``certain`` is False when an earlier run was stopped while clearing the segment:
     NP6 may or may not have emptied it, so only a reload can make it right.
+    ``pending`` lists targets still in the segment whose removal is deferred, with the
+    date each was first seen missing from the source.
     """
 
     keys: pa.Array
     certain: bool = True
     known: bool = True  # False when the state is ignored (--full-refresh over a bad state)
+    pending: pa.Table = field(default_factory=no_pending)
 
     @classmethod
     def empty(cls) -> Holding:
@@ -33,14 +45,27 @@ class Holding:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a way of removing targets costs now, in requests, and how many of those
+    requests go by while the segment misses targets it should hold."""
+
+    requests: int
+    incomplete_requests: int
+
+
+@dataclass(frozen=True)
 class Plan:
     action: Action
     send: pa.Array  # the keys to PUT, in order
+    remove: pa.Array  # the targets to remove one by one (action "update")
     added: int  # in the source, not in the segment
     removed: int  # in the segment, not in the source
     previous: int  # how many targets the segment held before
     source_keys: int
     reason: str  # why this action, in words
+    costs: dict[str, Cost] = field(default_factory=dict)
+    pending: pa.Table = field(default_factory=no_pending)  # deferred after this run
+    pending_changed: bool = False  # the state must be saved even if nothing is sent
 
     @property
     def clears(self) -> bool:
@@ -53,31 +78,114 @@ class Plan:
 def make_plan(
     holding: Holding,
     source: pa.Array,
-    mode: Literal["auto", "append", "reload"],
+    rules: SyncConfig,
+    *,
+    by_id: bool = False,
     full_refresh: bool = False,
+    today: date | None = None,
 ) -> Plan:
     previous = holding.keys
-    new = pc.invert(pc.is_in(source, value_set=previous))
-    added_keys = pc.filter(source, new)
-    kept = int(pc.sum(pc.is_in(previous, value_set=source)).as_py() or 0)
-    removed = len(previous) - kept
+    added_keys = pc.filter(source, pc.invert(pc.is_in(source, value_set=previous)))
+    gone = pc.filter(previous, pc.invert(pc.is_in(previous, value_set=source)))
+    chunk = rules.chunk_size
+    empty = pa.array([], KEY_TYPE)
+    costs = _costs(len(source), len(added_keys), len(gone), chunk, by_id)
 
-    def plan(action: Action, send: pa.Array, reason: str) -> Plan:
-        return Plan(action, send, len(added_keys), removed, len(previous), len(source), reason)
+    base = Plan(
+        "none", empty, empty, len(added_keys), len(gone), len(previous), len(source), "", costs
+    )
+
+    def plan(action: Action, send: pa.Array, reason: str, **changes: Any) -> Plan:
+        return replace(base, action=action, send=send, reason=reason, **changes)
 
     if full_refresh:
         return plan("reload", source, "--full-refresh asks for a clear and reload")
     if not holding.certain:
-        if mode == "append":
+        if rules.mode == "append":
             return plan("append", source, "an earlier run stopped while clearing: send every key")
         return plan("reload", source, "an earlier run stopped while clearing the segment")
-    if len(added_keys) == 0 and (removed == 0 or mode == "append"):
-        return plan("none", added_keys, "the segment already holds every key")
-    if mode == "reload":
+    if rules.mode == "reload" and (len(added_keys) or len(gone)):
         return plan("reload", source, "sync.mode is reload")
-    if mode == "append" or removed == 0:
-        return plan("append", added_keys, "only additions")
-    return plan("reload", source, f"{removed} target(s) must leave the segment")
+    adds: Action = "append" if len(added_keys) else "none"
+    if len(gone) == 0 or rules.mode == "append":
+        reason = "only additions" if len(added_keys) else "the segment already holds every key"
+        changed = len(holding.pending) > 0
+        return plan(adds, added_keys, reason, pending_changed=changed)
+
+    strategy = choose_strategy(rules.removals, costs)
+    if strategy == "per_target":
+        return plan(
+            "update",
+            added_keys,
+            f"{len(gone)} target(s) leave one by one ({costs['per_target'].requests} requests "
+            f"instead of {costs['reload'].requests} for a reload)",
+            remove=gone,
+            pending_changed=len(holding.pending) > 0,
+        )
+    if strategy == "defer":
+        pending = _pending(holding.pending, gone, today or date.today())
+        due = _deferral_due(pending, len(previous), rules, today or date.today())
+        if due:
+            return plan("reload", source, due, pending_changed=True)
+        return plan(
+            adds,
+            added_keys,
+            f"{len(gone)} removal(s) deferred (sync.removals is defer)",
+            pending=pending,
+            pending_changed=True,
+        )
+    return plan("reload", source, f"{len(gone)} target(s) must leave the segment")
+
+
+def _costs(source: int, added: int, gone: int, chunk: int, by_id: bool) -> dict[str, Cost]:
+    reload_puts = math.ceil(source / chunk)
+    costs = {
+        "reload": Cost(1 + reload_puts, reload_puts),
+        "defer": Cost(math.ceil(added / chunk), 0),
+    }
+    if by_id:
+        costs["per_target"] = Cost(gone + math.ceil(added / chunk), 0)
+    return costs
+
+
+def choose_strategy(wanted: str, costs: dict[str, Cost]) -> Strategy:
+    """``auto`` takes the cheapest way the identification allows; per target wins ties,
+    because it never leaves the segment incomplete."""
+    if wanted == "defer":
+        return "defer"
+    per_target = costs.get("per_target")
+    if per_target is None or wanted == "reload":
+        return "reload"
+    if wanted == "per_target" or per_target.requests <= costs["reload"].requests:
+        return "per_target"
+    return "reload"
+
+
+def _pending(before: pa.Table, gone: pa.Array, today: date) -> pa.Table:
+    """The targets now missing from the source, each with the date first seen missing."""
+    known = pc.index_in(gone, value_set=before["key"])
+    since = pc.take(before["since"], known)
+    since = pc.fill_null(since, today.isoformat()) if len(gone) else since
+    return pa.Table.from_arrays([gone, since.cast(pa.string())], schema=PENDING_SCHEMA)
+
+
+def _deferral_due(pending: pa.Table, previous: int, rules: SyncConfig, today: date) -> str:
+    """Why deferred removals must be applied now; empty while they may wait."""
+    ratio = len(pending) / previous if previous else 1.0
+    if ratio > rules.defer_removals_ratio:
+        return (
+            f"{len(pending)} deferred removal(s) reach {ratio:.1%} of the segment, past "
+            f"sync.defer_removals_ratio ({rules.defer_removals_ratio:.1%})"
+        )
+    oldest = pc.min(pending["since"]).as_py() if len(pending) else None
+    if oldest is not None:
+        age = (today - date.fromisoformat(oldest)).days
+        if age >= rules.defer_removals_days:
+            return (
+                f"the oldest deferred removal waits since {oldest} ({age} days), "
+                f"sync.defer_removals_days is {rules.defer_removals_days}"
+            )
+    return ""
 
 
 def check_safeguards(plan: Plan, keyset: KeySet, rules: SyncConfig) -> list[str]:
@@ -98,11 +206,13 @@ def check_safeguards(plan: Plan, keyset: KeySet, rules: SyncConfig) -> list[str]
                 f"({rejected_ratio:.1%}), more than sync.max_rejected_ratio "
                 f"({rules.max_rejected_ratio:.1%})"
             )
-    if plan.clears and plan.previous:
+    removing = plan.clears or plan.action == "update"
+    if removing and plan.previous:
         removed_ratio = plan.removed / plan.previous
         if removed_ratio > rules.max_removed_ratio:
+            verb = "reload" if plan.clears else "update"
             problems.append(
-                f"the reload would remove {plan.removed} of the segment's {plan.previous} "
+                f"the {verb} would remove {plan.removed} of the segment's {plan.previous} "
                 f"targets ({removed_ratio:.1%}), more than sync.max_removed_ratio "
                 f"({rules.max_removed_ratio:.1%})"
             )

@@ -1,14 +1,14 @@
-"""Carry out a plan: clear if it says so, then chunked PUTs with bounded concurrency.
+"""Carry out a plan: clear if it says so, chunked PUTs, then per-target removals.
 
-Every chunk NP6 acknowledges is written to the journal (fsynced) before anything else
-happens, so a run stopped at any point loses at most the chunks in flight, and the next
-run sends those again (adding a target twice is harmless in NP6).
+Every step NP6 acknowledges is written to the journal (fsynced) before anything else
+happens, so a run stopped at any point loses at most the steps in flight, and the next
+run sends those again (adding a target twice, or removing one already gone, is harmless).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -17,7 +17,7 @@ import pyarrow as pa
 from sync.errors import ApiError
 from sync.np6 import NP6Client
 from sync.plan import Plan
-from sync.progress import Progress
+from sync.progress import NullProgress, Progress
 from sync.state import Journal
 
 
@@ -26,6 +26,7 @@ class PushResult:
     targets_sent: int = 0
     targets_accepted: int = 0
     chunks_acknowledged: int = 0
+    targets_removed: int = 0  # per-target removals NP6 acknowledged
     cleared: bool = False
     interrupted: bool = False
     error: ApiError | None = None  # the first error retries could not overcome
@@ -45,59 +46,90 @@ def push(
 ) -> PushResult:
     """Apply ``plan`` to the segment.
 
-    An error of the clear is raised; the first error of a chunk stops the sending, lets
-    the chunks in flight finish (and be journaled), and is returned in the result.
+    An error of the clear is raised; the first error of a later step stops the sending,
+    lets the steps in flight finish (and be journaled), and is returned in the result.
     """
     stop = stop or threading.Event()
+    progress = progress or NullProgress()
     result = PushResult()
     if plan.clears:
         journal.record({"event": "clearing"})
         client.clear_segment(segment_id)
         journal.record({"event": "cleared"})
         result.cleared = True
-    if progress is not None:
-        progress.start("push", total=len(plan.send))
 
-    def send(chunk: list[str]) -> int:
+    def add(chunk: list[str]) -> int:
         accepted = client.add_targets(segment_id, chunk, unicity=unicity)
         journal.added(chunk)
         return accepted
 
-    failure: ApiError | None = None
-    in_flight: dict[Future[int], int] = {}
+    def acknowledged(chunk: list[str], accepted: int) -> None:
+        result.targets_sent += len(chunk)
+        result.targets_accepted += accepted
+        result.chunks_acknowledged += 1
 
-    def settle(done: set[Future[int]]) -> None:
+    progress.start("push", total=len(plan.send))
+    chunks = _chunks(plan.send, chunk_size)
+    result.error = _run(chunks, add, acknowledged, concurrency, stop, progress)
+    progress.finish()
+
+    if result.error is None and len(plan.remove):
+
+        def remove(one: list[str]) -> int:
+            client.remove_target(segment_id, one[0])
+            journal.removed(one)
+            return 1
+
+        def removed(one: list[str], count: int) -> None:
+            result.targets_removed += count
+
+        progress.start("remove", total=len(plan.remove))
+        result.error = _run(_chunks(plan.remove, 1), remove, removed, concurrency, stop, progress)
+        progress.finish()
+
+    pending = len(plan.send) - result.targets_sent + len(plan.remove) - result.targets_removed
+    result.interrupted = stop.is_set() and pending > 0
+    return result
+
+
+def _run(
+    items: Iterable[list[str]],
+    send: Callable[[list[str]], int],
+    done: Callable[[list[str], int], None],
+    concurrency: int,
+    stop: threading.Event,
+    progress: Progress,
+) -> ApiError | None:
+    """Send items with ``concurrency`` in flight; stop at a signal or the first error,
+    after the items in flight have finished. Returns that error."""
+    failure: ApiError | None = None
+    in_flight: dict[Future[int], list[str]] = {}
+
+    def settle(finished: set[Future[int]]) -> None:
         nonlocal failure
-        for future in done:
-            size = in_flight.pop(future)
+        for future in finished:
+            item = in_flight.pop(future)
             try:
-                accepted = future.result()
+                value = future.result()
             except ApiError as error:
                 failure = failure or error
                 continue
-            result.targets_sent += size
-            result.targets_accepted += accepted
-            result.chunks_acknowledged += 1
-            if progress is not None:
-                progress.advance(size)
+            done(item, value)
+            progress.advance(len(item))
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
-        for chunk in _chunks(plan.send, chunk_size):
+        for item in items:
             if stop.is_set() or failure is not None:
                 break
             # Keep a short queue: a stop must not wait behind thousands of chunks.
             while len(in_flight) >= concurrency * 2:
-                done, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
-                settle(done)
-            in_flight[pool.submit(send, chunk)] = len(chunk)
+                finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+                settle(finished)
+            in_flight[pool.submit(send, item)] = item
         while in_flight:
-            done, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
-            settle(done)
-    if progress is not None:
-        progress.finish()
-    result.error = failure
-    result.interrupted = stop.is_set() and result.targets_sent < len(plan.send)
-    return result
+            finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+            settle(finished)
+    return failure
 
 
 def _chunks(keys: pa.Array, size: int) -> Iterator[list[str]]:

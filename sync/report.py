@@ -23,7 +23,7 @@ class JobReport:
     name: str
     segment_id: int | None = None
     status: Status = "failed"
-    action: Literal["append", "reload", "none"] = "none"
+    action: Literal["append", "update", "reload", "none"] = "none"
     rows_read: int = 0
     rows_rejected: int = 0
     duplicate_keys: int = 0
@@ -44,6 +44,11 @@ class JobReport:
     retry_wait_s: float = 0.0
     rate_limit_wait_s: float = 0.0
     phase_s: dict[str, float] = field(default_factory=dict)  # read, keys, diff, push...
+    targets_removed: int = 0  # removed one by one (id mode)
+    # What each way of removing targets would cost this run (see the README's cost model).
+    removal_costs: dict[str, dict[str, int]] = field(default_factory=dict)
+    pending_removals: int = 0  # deferred removals still in the segment
+    oldest_pending_removal: str | None = None
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +96,14 @@ def _requests(job: JobReport) -> str:
     return f"{r.put}/{r.delete}/{r.post}"
 
 
+def _costs(job: JobReport) -> str:
+    return "; ".join(
+        f"{name} {cost['requests']:,} requests ({cost['incomplete_requests']:,} while the "
+        "segment is incomplete)"
+        for name, cost in job.removal_costs.items()
+    )
+
+
 def render_table(report: RunReport) -> str:
     """A plain table for people, then one line per note (plan reason, refusals, errors)."""
     header = [name for name, _ in _COLUMNS]
@@ -118,9 +131,16 @@ def _notes(job: JobReport) -> list[str]:
             f"plan: {job.action} ({job.reason}); would send {r.put} PUT, {r.delete} DELETE, "
             f"{r.post} POST; nothing was sent"
         )
+        if job.removed:
+            notes.append("removal costs: " + _costs(job))
     elif job.reason and job.status != "no_changes":
         notes.append(f"{job.action}: {job.reason}")
     notes.extend(f"refused: {refusal}" for refusal in job.refusals)
+    if job.pending_removals:
+        notes.append(
+            f"{job.pending_removals:,} deferred removal(s) wait in the segment, the oldest "
+            f"since {job.oldest_pending_removal}"
+        )
     if job.rows_rejected:
         reasons = ", ".join(f"{n:,} {reason}" for reason, n in job.rejects_by_reason.items())
         where = f" (rows in {job.rejects_file})" if job.rejects_file else ""

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sync.config import Job
@@ -56,7 +57,13 @@ def run_job(
             with timer("state_read"):
                 holding = _load_holding(store, options)
             with timer("diff"):
-                plan = make_plan(holding, keyset.keys, job.sync.mode, options.full_refresh)
+                plan = make_plan(
+                    holding,
+                    keyset.keys,
+                    job.sync,
+                    by_id=job.targets.identify_by == "id",
+                    full_refresh=options.full_refresh,
+                )
             _count_plan(report, plan, job)
             if not options.dry_run:
                 store.clean_leftovers()
@@ -67,9 +74,10 @@ def run_job(
             elif options.dry_run:
                 report.status = "planned"
             elif plan.action == "none":
-                if store.journal_path.exists():
+                if store.journal_path.exists() or plan.pending_changed:
                     with timer("state_write"):
-                        store.save(holding.keys)  # folds what an interrupted run left
+                        # Folds what an interrupted run left; records deferred removals.
+                        store.save(holding.keys, plan.pending)
                 report.status = "no_changes"
             else:
                 if not holding.known:
@@ -146,9 +154,11 @@ def _apply(
         finally:
             # Whatever happened, the state becomes exactly what NP6 acknowledged.
             with timer("state_write"):
-                store.save(store.load().keys)
+                after = store.load()
+                store.save(after.keys, plan.pending if plan.pending_changed else after.pending)
     report.targets_sent = result.targets_sent
     report.targets_accepted = result.targets_accepted
+    report.targets_removed = result.targets_removed
     if result.error is not None:
         raise result.error
     if result.interrupted:
@@ -187,9 +197,16 @@ def _count_plan(report: JobReport, plan: Plan, job: Job) -> None:
     changes = plan.action != "none"
     report.planned_requests = Requests(
         put=plan.put_requests(job.sync.chunk_size),
-        delete=int(plan.clears),
+        delete=int(plan.clears) + len(plan.remove),
         post=int(changes and job.normalization is not None),
     )
+    report.removal_costs = {
+        name: {"requests": cost.requests, "incomplete_requests": cost.incomplete_requests}
+        for name, cost in plan.costs.items()
+    }
+    report.pending_removals = len(plan.pending)
+    if len(plan.pending):
+        report.oldest_pending_removal = pc.min(plan.pending["since"]).as_py()
 
 
 def _count_requests(report: JobReport, client: NP6Client) -> None:

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from sync.errors import LockedError, StateError
 from sync.keys import KEY_TYPE
-from sync.plan import Holding
+from sync.plan import PENDING_SCHEMA, Holding, no_pending
 
 STATE_VERSION = 1
 _META_KEY = b"np6sync"
@@ -70,12 +70,12 @@ class StateStore:
         A state that cannot be trusted for this job raises StateError; it is never
         read as empty.
         """
-        keys = pa.array([], KEY_TYPE)
+        holding = Holding.empty()
         if self.path.exists():
-            keys = self._read_state_file()
+            holding = self._read_state_file()
         if not self.journal_path.exists():
-            return Holding(keys)
-        return self._replay(keys)
+            return holding
+        return self._replay(holding)
 
     def info(self) -> StateInfo | None:
         if not self.path.exists():
@@ -97,13 +97,17 @@ class StateStore:
             raise StateError(f"{self.path}: not an np6-sync state file; {_REMEDY}")
         return meta
 
-    def _read_state_file(self) -> pa.Array:
+    def _read_state_file(self) -> Holding:
         self._check_metadata(self._read_schema_metadata())
         try:
-            table = pq.read_table(self.path, columns=["key"])
+            table = pq.read_table(self.path, columns=["key", "pending_since"])
         except (OSError, pa.ArrowException, KeyError) as exc:
             raise StateError(f"{self.path}: unreadable state file ({exc}); {_REMEDY}") from None
-        return table["key"].combine_chunks().cast(KEY_TYPE)
+        keys = table["key"].combine_chunks().cast(KEY_TYPE)
+        since = table["pending_since"].combine_chunks()
+        pending = pa.Table.from_arrays([keys, since.cast(pa.string())], schema=PENDING_SCHEMA)
+        pending = pending.filter(pc.is_valid(since)) if since.null_count < len(since) else None
+        return Holding(keys, pending=pending if pending is not None else no_pending())
 
     def _check_metadata(self, meta: dict[str, Any]) -> dict[str, Any]:
         where = str(self.path)
@@ -125,9 +129,10 @@ class StateStore:
             )
         return meta
 
-    def _replay(self, keys: pa.Array) -> Holding:
-        certain = True
+    def _replay(self, holding: Holding) -> Holding:
+        keys, pending, certain = holding.keys, holding.pending, True
         added: list[str] = []
+        removed: list[str] = []
         for number, event in enumerate(self._journal_events(), start=1):
             kind = event.get("event")
             if kind == "begin":
@@ -135,16 +140,23 @@ class StateStore:
             elif kind == "clearing":
                 certain = False
             elif kind == "cleared":
-                keys, added, certain = pa.array([], KEY_TYPE), [], True
+                keys, pending, certain = pa.array([], KEY_TYPE), no_pending(), True
+                added, removed = [], []
             elif kind == "added":
                 added.extend(event["keys"])
+            elif kind == "removed":
+                removed.extend(event["keys"])
             else:
                 raise StateError(
                     f"{self.journal_path}: line {number}: unknown event {kind!r}; {_REMEDY}"
                 )
         if added:
             keys = pc.unique(pa.concat_arrays([keys, pa.array(added, KEY_TYPE)]))
-        return Holding(keys, certain=certain)
+        if removed:
+            gone = pa.array(removed, KEY_TYPE)
+            keys = pc.filter(keys, pc.invert(pc.is_in(keys, value_set=gone)))
+            pending = pending.filter(pc.invert(pc.is_in(pending["key"], value_set=gone)))
+        return Holding(keys, certain=certain, pending=pending)
 
     def _journal_events(self) -> Iterator[dict[str, Any]]:
         with self.journal_path.open("rb") as f:
@@ -181,16 +193,27 @@ class StateStore:
         )
         return journal
 
-    def save(self, keys: pa.Array) -> None:
-        """Write the state file atomically, then drop the journal it now contains."""
+    def save(self, keys: pa.Array, pending: pa.Table | None = None) -> None:
+        """Write the state file atomically, then drop the journal it now contains.
+
+        ``pending`` lists the deferred removals (targets still in the segment).
+        """
         meta = {
             "version": STATE_VERSION,
             "segment_id": self.segment_id,
             "key_definition": self.key_definition,
             "updated_at": _now(),
         }
-        schema = pa.schema([("key", KEY_TYPE)], metadata={_META_KEY: json.dumps(meta)})
-        table = pa.Table.from_arrays([keys.cast(KEY_TYPE)], schema=schema)
+        schema = pa.schema(
+            [("key", KEY_TYPE), ("pending_since", pa.string())],
+            metadata={_META_KEY: json.dumps(meta)},
+        )
+        keys = keys.cast(KEY_TYPE)
+        if pending is not None and len(pending):
+            since = pc.take(pending["since"], pc.index_in(keys, value_set=pending["key"]))
+        else:
+            since = pa.nulls(len(keys), pa.string())
+        table = pa.Table.from_arrays([keys, since], schema=schema)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path) as f:
             pq.write_table(table, f, compression="zstd")
@@ -265,6 +288,9 @@ class Journal:
 
     def added(self, keys: Sequence[str]) -> None:
         self.record({"event": "added", "keys": list(keys)})
+
+    def removed(self, keys: Sequence[str]) -> None:
+        self.record({"event": "removed", "keys": list(keys)})
 
     def close(self) -> None:
         os.close(self._fd)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import date
+
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 
 from sync.config import SyncConfig
 from sync.keys import KEY_TYPE, KeySet
-from sync.plan import Holding, check_safeguards, make_plan
+from sync.plan import PENDING_SCHEMA, Cost, Holding, check_safeguards, make_plan
 
 
 def arr(values: list[str]) -> pa.Array:
@@ -34,27 +36,27 @@ def holding(values: list[str], certain: bool = True) -> Holding:
     ],
 )
 def test_actions(mode, before, source, action, send) -> None:
-    plan = make_plan(holding(before), arr(source), mode)
+    plan = make_plan(holding(before), arr(source), SyncConfig(mode=mode))
     assert plan.action == action
     assert plan.send.to_pylist() == send
 
 
 def test_counts() -> None:
-    plan = make_plan(holding(["a", "b", "c"]), arr(["a", "d", "e"]), "auto")
+    plan = make_plan(holding(["a", "b", "c"]), arr(["a", "d", "e"]), SyncConfig())
     assert (plan.added, plan.removed, plan.previous, plan.source_keys) == (2, 2, 3, 3)
     assert plan.put_requests(2) == 2
     assert plan.clears
 
 
 def test_full_refresh_reloads_even_without_changes() -> None:
-    plan = make_plan(holding(["a"]), arr(["a"]), "auto", full_refresh=True)
+    plan = make_plan(holding(["a"]), arr(["a"]), SyncConfig(), full_refresh=True)
     assert plan.action == "reload"
     assert plan.send.to_pylist() == ["a"]
 
 
 @pytest.mark.parametrize(("mode", "action"), [("auto", "reload"), ("append", "append")])
 def test_an_interrupted_clear_forces_a_full_send(mode: str, action: str) -> None:
-    plan = make_plan(holding(["a", "b"], certain=False), arr(["a", "b"]), mode)  # type: ignore[arg-type]
+    plan = make_plan(holding(["a", "b"], certain=False), arr(["a", "b"]), SyncConfig(mode=mode))  # type: ignore[arg-type]
     assert plan.action == action
     assert plan.send.to_pylist() == ["a", "b"]
 
@@ -121,7 +123,7 @@ def keyset(rows: int, valid: int) -> KeySet:
     ],
 )
 def test_safeguards(rows, valid, before, source, rules, expected) -> None:
-    plan = make_plan(holding(before), arr(source), "auto")
+    plan = make_plan(holding(before), arr(source), SyncConfig())
     assert check_safeguards(plan, keyset(rows, valid), SyncConfig(**rules)) == expected
 
 
@@ -131,12 +133,70 @@ key_lists = st.lists(st.text(min_size=1, max_size=3), max_size=30, unique=True)
 @settings(max_examples=200, deadline=None)
 @given(before=key_lists, source=key_lists, mode=st.sampled_from(["auto", "append", "reload"]))
 def test_planning_again_from_the_result_does_nothing(before, source, mode) -> None:
-    plan = make_plan(holding(before), arr(source), mode)
+    plan = make_plan(holding(before), arr(source), SyncConfig(mode=mode))
     base = [] if plan.clears else before
     after = list(dict.fromkeys(base + plan.send.to_pylist()))
     assert set(after) >= set(source)
     if mode != "append":
         assert set(after) == set(source)
-    again = make_plan(holding(after), arr(source), mode)
+    again = make_plan(holding(after), arr(source), SyncConfig(mode=mode))
     assert again.action == "none"
     assert again.send.to_pylist() == []
+
+
+IDS = [f"{n:08d}" for n in range(5000)]
+
+
+def test_removal_costs_are_computed_for_each_strategy() -> None:
+    plan = make_plan(holding(IDS[:100]), arr(IDS[10:160]), SyncConfig(), by_id=True)
+    assert plan.costs == {
+        "reload": Cost(1 + 3, 3),
+        "defer": Cost(2, 0),
+        "per_target": Cost(10 + 2, 0),
+    }
+    unicity = make_plan(holding(IDS[:100]), arr(IDS[10:160]), SyncConfig())
+    assert "per_target" not in unicity.costs
+
+
+def test_auto_removes_few_targets_one_by_one_in_id_mode() -> None:
+    plan = make_plan(holding(IDS), arr(IDS[10:]), SyncConfig(), by_id=True)
+    assert plan.action == "update"
+    assert plan.remove.to_pylist() == IDS[:10]
+    assert plan.send.to_pylist() == []
+
+
+def test_auto_reloads_when_removing_one_by_one_costs_more() -> None:
+    plan = make_plan(holding(IDS[:100]), arr(IDS[90:150]), SyncConfig(), by_id=True)
+    assert plan.costs["per_target"].requests > plan.costs["reload"].requests
+    assert plan.action == "reload"
+
+
+def test_unicity_mode_can_only_reload() -> None:
+    rules = SyncConfig(removals="per_target")
+    assert make_plan(holding(IDS), arr(IDS[10:]), rules).action == "reload"
+
+
+def test_deferred_removals_wait_then_apply_in_one_reload() -> None:
+    rules = SyncConfig(removals="defer", defer_removals_ratio=0.01, defer_removals_days=7)
+    day = date(2026, 3, 1)
+    first = make_plan(holding(IDS[:1000]), arr(IDS[5:1000]), rules, today=day)
+    assert first.action == "none" and first.pending_changed
+    assert first.pending.to_pylist() == [{"key": k, "since": "2026-03-01"} for k in IDS[:5]]
+
+    later = Holding(arr(IDS[:1000]), pending=first.pending)
+    second = make_plan(later, arr(IDS[8:1001]), rules, today=date(2026, 3, 3))
+    assert second.action == "append" and second.send.to_pylist() == [IDS[1000]]
+    since = dict(zip(*[second.pending[c].to_pylist() for c in ("key", "since")], strict=True))
+    assert since[IDS[0]] == "2026-03-01" and since[IDS[7]] == "2026-03-03"
+
+    by_ratio = make_plan(later, arr(IDS[20:1000]), rules, today=date(2026, 3, 3))
+    assert by_ratio.action == "reload" and "defer_removals_ratio" in by_ratio.reason
+    by_age = make_plan(later, arr(IDS[5:1000]), rules, today=date(2026, 3, 8))
+    assert by_age.action == "reload" and "7 days" in by_age.reason
+
+
+def test_a_pending_removal_that_comes_back_is_no_longer_pending() -> None:
+    rules = SyncConfig(removals="defer")
+    pending = pa.Table.from_pylist([{"key": IDS[0], "since": "2026-03-01"}], PENDING_SCHEMA)
+    plan = make_plan(Holding(arr(IDS[:10]), pending=pending), arr(IDS[:10]), rules)
+    assert plan.action == "none" and plan.pending_changed and len(plan.pending) == 0

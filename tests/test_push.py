@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import API_KEY, SEGMENT
-from sync.config import RetryConfig, Settings
+from sync.config import RetryConfig, Settings, SyncConfig
 from sync.emulator import Emulator
 from sync.keys import KEY_TYPE
 from sync.np6 import ClientStats, NP6Client, make_session, retry_policy
@@ -52,7 +52,7 @@ def store(tmp_path: Path) -> StateStore:
 
 
 def test_every_acknowledged_chunk_is_journaled(emulator: Emulator, store: StateStore) -> None:
-    plan = make_plan(Holding.empty(), keys(0, 333), "auto")
+    plan = make_plan(Holding.empty(), keys(0, 333), SyncConfig())
     np6 = client(emulator)
     with store.open_journal(plan.action) as journal:
         result = push(plan, np6, journal, segment_id=SEGMENT, chunk_size=50, concurrency=4)
@@ -69,7 +69,7 @@ def test_every_acknowledged_chunk_is_journaled(emulator: Emulator, store: StateS
 def test_a_fatal_error_stops_sending_and_keeps_what_was_acknowledged(
     emulator: Emulator, store: StateStore
 ) -> None:
-    plan = make_plan(Holding.empty(), keys(0, 1000), "auto")
+    plan = make_plan(Holding.empty(), keys(0, 1000), SyncConfig())
     np6 = client(emulator)
     calls = {"n": 0}
     original = np6.add_targets
@@ -92,7 +92,7 @@ def test_a_fatal_error_stops_sending_and_keeps_what_was_acknowledged(
 def test_a_stop_request_sends_no_new_chunk(emulator: Emulator, store: StateStore) -> None:
     stop = threading.Event()
     stop.set()
-    plan = make_plan(Holding.empty(), keys(0, 500), "auto")
+    plan = make_plan(Holding.empty(), keys(0, 500), SyncConfig())
     np6 = client(emulator)
     with store.open_journal(plan.action) as journal:
         result = push(
@@ -105,7 +105,9 @@ def test_a_stop_request_sends_no_new_chunk(emulator: Emulator, store: StateStore
 
 def test_a_reload_records_the_clear_before_and_after(emulator: Emulator, store: StateStore) -> None:
     emulator.set_members(SEGMENT, ["old1", "old2"])
-    plan = make_plan(Holding(keys(0, 0).cast(KEY_TYPE)), keys(0, 10), "reload", full_refresh=True)
+    plan = make_plan(
+        Holding(keys(0, 0).cast(KEY_TYPE)), keys(0, 10), SyncConfig(), full_refresh=True
+    )
     np6 = client(emulator)
     with store.open_journal(plan.action) as journal:
         push(plan, np6, journal, segment_id=SEGMENT, chunk_size=50, concurrency=2)

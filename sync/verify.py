@@ -1,0 +1,162 @@
+"""Read-back: compare the segment itself with the source and the state; adopt a segment.
+
+NP6 lists a segment's members as target ids, so both need `identify_by: id`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from sync.config import Job
+from sync.errors import RefusedError, UsageError
+from sync.keys import KEY_TYPE, build_keys
+from sync.np6 import NP6Client
+from sync.plan import Plan, no_pending
+from sync.push import push
+from sync.runner import load_keys
+from sync.sources import SourceSpec, read_source
+from sync.state import StateStore
+
+
+@dataclass
+class Comparison:
+    segment: int  # targets the segment holds
+    source: int  # keys of the source
+    missing: pa.Array  # in the source, not in the segment
+    extra: pa.Array  # in the segment, not in the source
+    state_drift: int  # keys the state and the segment disagree on
+
+    @property
+    def equal(self) -> bool:
+        return not len(self.missing) and not len(self.extra)
+
+
+@dataclass
+class VerifyResult:
+    before: Comparison
+    after: Comparison | None  # after --repair
+    listing: Path | None  # the missing and extra targets, one per line
+
+
+def verify_job(
+    job: Job,
+    client: NP6Client,
+    *,
+    repair: bool = False,
+    force: bool = False,
+    concurrency: int = 4,
+    stop: threading.Event | None = None,
+) -> VerifyResult:
+    """Compare the segment with the source (and the state); with ``repair``, add what is
+    missing and remove what is extra, one target at a time, then compare again. The state
+    becomes what the segment holds."""
+    _require_ids(job, "verify")
+    source = load_keys(job).keys
+    store = store_for(job)
+    with store.lock(job.name):
+        state = store.load().keys
+        before = _compare(client, job.segment_id, source, state)
+        listing = _write_listing(job, before)
+        after = None
+        if repair and not before.equal:
+            _check_repair(job, before, force)
+            plan = Plan("update", before.missing, before.extra, 0, 0, before.segment, 0, "repair")
+            with store.open_journal("repair") as journal:
+                result = push(
+                    plan,
+                    client,
+                    journal,
+                    segment_id=job.segment_id,
+                    chunk_size=job.sync.chunk_size,
+                    concurrency=concurrency,
+                    unicity=False,
+                    stop=stop,
+                )
+            if result.error is not None:
+                raise result.error
+            after = _compare(client, job.segment_id, source, state)
+        # The segment itself is the truth: the state follows it, so the next run
+        # corrects any difference that is left.
+        store.save(_members(client, job.segment_id), no_pending())
+    return VerifyResult(before, after, listing)
+
+
+def import_state(job: Job, client: NP6Client | None, from_file: Path | None) -> int:
+    """Record that the segment already holds targets: those of ``from_file`` (added to
+    the state), or, without a file, the segment's current members (which replace it)."""
+    store = store_for(job)
+    with store.lock(job.name):
+        if from_file is not None:
+            spec = SourceSpec(path=from_file.resolve(), delimiter=job.source_delimiter)
+            table = read_source(spec, job.targets.columns)
+            keys = build_keys(table.table, job.targets, table.first_row).keys
+            held = store.load()
+            merged = pc.unique(pa.concat_arrays([held.keys, keys]))
+            store.save(merged, held.pending)
+            return len(merged) - len(held.keys)
+        _require_ids(job, "state import --from-segment")
+        assert client is not None
+        members = _members(client, job.segment_id)
+        store.save(members, no_pending())
+        return len(members)
+
+
+def store_for(job: Job) -> StateStore:
+    return StateStore(job.state_path, job.segment_id, job.targets.definition())
+
+
+def _members(client: NP6Client, segment_id: int) -> pa.Array:
+    return pa.array(client.list_targets(segment_id), KEY_TYPE)
+
+
+def _compare(client: NP6Client, segment_id: int, source: pa.Array, state: pa.Array) -> Comparison:
+    members = _members(client, segment_id)
+    missing = pc.filter(source, pc.invert(pc.is_in(source, value_set=members)))
+    extra = pc.filter(members, pc.invert(pc.is_in(members, value_set=source)))
+    unknown_to_state = pc.sum(pc.invert(pc.is_in(members, value_set=state))).as_py() or 0
+    gone_from_segment = pc.sum(pc.invert(pc.is_in(state, value_set=members))).as_py() or 0
+    drift = int(unknown_to_state) + int(gone_from_segment)
+    return Comparison(len(members), len(source), missing, extra, drift)
+
+
+def _write_listing(job: Job, comparison: Comparison) -> Path | None:
+    path = job.state_path.with_name(f"{job.name}.verify.csv")
+    if comparison.equal:
+        path.unlink(missing_ok=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problems = ["missing"] * len(comparison.missing) + ["extra"] * len(comparison.extra)
+    table = pa.table(
+        {
+            "target": pa.concat_arrays([comparison.missing, comparison.extra]),
+            "problem": pa.array(problems, pa.string()),
+        }
+    )
+    pacsv.write_csv(table, path)
+    return path
+
+
+def _check_repair(job: Job, comparison: Comparison, force: bool) -> None:
+    if force or not comparison.segment:
+        return
+    ratio = len(comparison.extra) / comparison.segment
+    if ratio > job.sync.max_removed_ratio:
+        raise RefusedError(
+            f"the repair would remove {len(comparison.extra)} of the segment's "
+            f"{comparison.segment} targets ({ratio:.1%}), more than sync.max_removed_ratio "
+            f"({job.sync.max_removed_ratio:.1%}); check the source, or pass --force"
+        )
+
+
+def _require_ids(job: Job, command: str) -> None:
+    if job.targets.identify_by != "id":
+        raise UsageError(
+            f"{command} needs targets.identify_by: id: NP6 lists a segment's members by "
+            f"target id, which cannot be compared with unicity values (job {job.name})"
+        )
