@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -22,6 +24,7 @@ from sync.config import RetryConfig, Settings
 from sync.errors import ApiError, FatalApiError, RetriableApiError
 
 USER_AGENT = f"np6-sync/{__version__}"
+log = logging.getLogger("np6sync.np6")
 JSON = "application/json"
 
 Verdict = Literal["ok", "retry", "fatal"]
@@ -93,10 +96,12 @@ class ClientStats:
 
 
 class RateLimiter:
-    """At most ``rate`` request starts in any one-second window (a sliding log).
+    """At most ``rate`` request starts in any window of one second (a sliding log).
 
-    ``pause_until`` holds every caller back when NP6 says its quota is spent
-    (``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset``).
+    The window is kept ``margin`` seconds longer than a second, so that the requests
+    still count as spread over a full second where NP6 sees them arrive, after the
+    jitter of threads and connections. ``pause_until`` holds every caller back when NP6
+    says its quota is spent (``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset``).
     """
 
     def __init__(
@@ -104,9 +109,10 @@ class RateLimiter:
         rate: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        margin: float = 0.1,
     ) -> None:
         self.capacity = max(1, math.floor(rate))
-        self.window = 1.0 if rate >= 1 else 1.0 / rate
+        self.window = (1.0 if rate >= 1 else 1.0 / rate) + margin
         self._clock = clock
         self._sleep = sleep
         self._starts: deque[float] = deque()
@@ -135,6 +141,47 @@ class RateLimiter:
     def pause_until(self, moment: float) -> None:
         with self._lock:
             self._paused_until = max(self._paused_until, moment)
+
+
+class AdaptiveConcurrency:
+    """At most ``limit`` requests in flight. Each 429 halves the limit; ``limit``
+    successes in a row raise it by one, up to the configured concurrency (AIMD, as TCP
+    does), so a run settles just under the account's real rate limit."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.lowest = maximum
+        self._in_flight = 0
+        self._successes = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._cond:
+            while self._in_flight >= self.limit:
+                self._cond.wait()
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify()
+
+    def throttled(self) -> None:
+        with self._cond:
+            self.limit = max(1, self.limit // 2)
+            self.lowest = min(self.lowest, self.limit)
+            self._successes = 0
+
+    def succeeded(self) -> None:
+        with self._cond:
+            self._successes += 1
+            if self._successes >= self.limit and self.limit < self.maximum:
+                self.limit += 1
+                self._successes = 0
+                self._cond.notify()
 
 
 def make_session(settings: Settings, api_key: str) -> requests.Session:
@@ -166,10 +213,17 @@ def retry_policy(
         return float(backoff(state))
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        rate_limited = isinstance(error, ApiError) and error.status == 429
         if stats is not None:
-            error = state.outcome.exception() if state.outcome else None
-            rate_limited = isinstance(error, ApiError) and error.status == 429
             stats.count_retry(state.upcoming_sleep, rate_limited)
+        log.warning(
+            "%s; retry %d in %.1fs",
+            error,
+            state.attempt_number,
+            state.upcoming_sleep,
+            extra={"phase": "retry", "request_id": getattr(error, "request_id", None)},
+        )
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(RetriableApiError),
@@ -203,6 +257,7 @@ class NP6Client:
         *,
         policy: Callable[[], tenacity.Retrying],
         limiter: RateLimiter | None = None,
+        gate: AdaptiveConcurrency | None = None,
         stats: ClientStats | None = None,
     ) -> None:
         self.session = session
@@ -213,6 +268,7 @@ class NP6Client:
         self._api_key = api_key
         self._policy = policy
         self.limiter = limiter
+        self.gate = gate or AdaptiveConcurrency(settings.concurrency)
         self.stats = stats or ClientStats()
 
     def close(self) -> None:
@@ -268,9 +324,10 @@ class NP6Client:
             if waited:
                 self.stats.count_throttle(waited)
         try:
-            answer = self.session.request(
-                method, self.base_url + path, data=data, headers=headers, timeout=self.timeout
-            )
+            with self.gate.slot():
+                answer = self.session.request(
+                    method, self.base_url + path, data=data, headers=headers, timeout=self.timeout
+                )
         except requests.Timeout:
             raise RetriableApiError(call, None, detail="timed out") from None
         except requests.RequestException as exc:
@@ -280,7 +337,10 @@ class NP6Client:
             self.stats.request_ids.append(request_id)
         self._honour_quota(answer)
         verdict = classify(answer.status_code)
+        if answer.status_code == 429:
+            self.gate.throttled()
         if verdict == "ok":
+            self.gate.succeeded()
             return answer
         detail = self._detail(answer)
         retry_after = parse_retry_after(answer.headers.get("Retry-After"), self.max_retry_after)
@@ -291,7 +351,11 @@ class NP6Client:
     def _honour_quota(self, answer: requests.Response) -> None:
         if self.limiter is None or answer.headers.get("X-RateLimit-Remaining") != "0":
             return
-        reset = parse_retry_after(answer.headers.get("X-RateLimit-Reset"), self.max_retry_after)
+        value = answer.headers.get("X-RateLimit-Reset", "")
+        # Some APIs send seconds to wait, others the epoch second of the reset.
+        if value.isdigit() and int(value) > 1_000_000_000:
+            value = str(int(value) - time.time())
+        reset = parse_retry_after(value, self.max_retry_after)
         if reset:
             self.limiter.pause_until(time.monotonic() + reset)
 
@@ -308,6 +372,7 @@ def client_factory(
 ) -> Callable[[], NP6Client]:
     """Clients on demand, one per job, sharing the rate limit and the retry deadline."""
     limiter = RateLimiter(settings.max_requests_per_second)
+    gate = AdaptiveConcurrency(settings.concurrency)
 
     def connect() -> NP6Client:
         stats = ClientStats()
@@ -317,6 +382,7 @@ def client_factory(
             api_key,
             policy=lambda: retry_policy(settings.retry, deadline, stats=stats),
             limiter=limiter,
+            gate=gate,
             stats=stats,
         )
 

@@ -43,6 +43,7 @@ class JobReport:
     refusals: list[str] = field(default_factory=list)
     retry_wait_s: float = 0.0
     rate_limit_wait_s: float = 0.0
+    lowest_concurrency: int | None = None  # requests in flight after NP6's 429s
     phase_s: dict[str, float] = field(default_factory=dict)  # read, keys, diff, push...
     targets_removed: int = 0  # removed one by one (id mode)
     # What each way of removing targets would cost this run (see the README's cost model).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from sync.push import push
 from sync.report import JobReport, Requests
 from sync.sources import SourceSpec, read_source
 from sync.state import StateStore
+
+log = logging.getLogger("np6sync.run")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,22 @@ def run_job(
                     full_refresh=options.full_refresh,
                 )
             _count_plan(report, plan, job)
+            log.info(
+                "plan: %s (%s)",
+                plan.action,
+                plan.reason,
+                extra={
+                    "job": job.name,
+                    "phase": "plan",
+                    "counts": {
+                        "rows": keyset.rows_read,
+                        "rejected": keyset.rows_rejected,
+                        "keys": len(keyset.keys),
+                        "added": plan.added,
+                        "removed": plan.removed,
+                    },
+                },
+            )
             if not options.dry_run:
                 store.clean_leftovers()
                 report.rejects_file = _write_rejects(job, keyset)
@@ -88,11 +107,24 @@ def run_job(
         report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
         if error.exit_code == EXIT_REFUSED:
             report.status = "refused"
+        request_id = getattr(error, "request_id", None)
+        log.error("%s", error, extra={"job": job.name, "request_id": request_id})
     finally:
         if client is not None:
             _count_requests(report, client)
             client.close()
         report.duration_s = time.monotonic() - started
+    log.info(
+        "%s: %s",
+        report.status,
+        report.action,
+        extra={
+            "job": job.name,
+            "phase": "done",
+            "counts": {"sent": report.targets_sent, "accepted": report.targets_accepted},
+            "duration_s": round(report.duration_s, 3),
+        },
+    )
     return report
 
 
@@ -219,6 +251,7 @@ def _count_requests(report: JobReport, client: NP6Client) -> None:
     )
     report.retry_wait_s = stats.retry_wait_s
     report.rate_limit_wait_s = stats.rate_limit_wait_s
+    report.lowest_concurrency = client.gate.lowest
 
 
 def _write_rejects(job: Job, keyset: KeySet) -> str | None:

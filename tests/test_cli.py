@@ -209,3 +209,48 @@ def test_demo_runs_the_example_and_reports(cli) -> None:
     assert result.out.count("succeeded") == 3
     assert "no_changes" in result.out
     assert "the emulated segment now holds 1,035 targets" in result.out
+
+
+def test_an_incremental_run_sends_only_the_puts_it_needs(tmp_path, emulator, cli, config) -> None:
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", emails(0, 1000))
+    assert cli("run", job, "--config", config).code == 0
+    write_csv(tmp_path / "list.csv", emails(0, 1101))
+    emulator.reset_calls()
+    assert cli("run", job, "--config", config).code == 0
+    assert [c.method for c in emulator.calls] == ["PUT"] * math.ceil(101 / 50)
+
+
+def test_the_request_rate_is_never_exceeded_in_any_second(tmp_path, emulator, cli) -> None:
+    config = tmp_path / "np6.yaml"
+    config.write_text(yaml.safe_dump({"concurrency": 8, "max_requests_per_second": 10}))
+    job = make_job(tmp_path, sync={"chunk_size": 10})
+    write_csv(tmp_path / "list.csv", emails(0, 250))
+    assert cli("run", job, "--config", config).code == 0
+    starts = sorted(c.at for c in emulator.calls)
+    assert len(starts) == 25
+    for start in starts:
+        assert sum(1 for s in starts if start <= s < start + 1.0) <= 10
+
+
+def test_429s_lower_the_concurrency_and_the_run_succeeds(tmp_path, emulator, cli) -> None:
+    config = tmp_path / "np6.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "concurrency": 8,
+                "max_requests_per_second": 1000,
+                "retry": {"initial_wait": 0.01, "max_wait": 0.05, "max_attempts": 20},
+            }
+        )
+    )
+    job = make_job(tmp_path, sync={"chunk_size": 10})
+    write_csv(tmp_path / "list.csv", emails(0, 600))
+    emulator.inject("429", "429-retry-after", "429")
+    result = cli("run", job, "--config", config, "--report-json", tmp_path / "r.json")
+    assert result.code == 0, result.out
+    assert emulator.members(SEGMENT) == emails_set(0, 600)
+    report = json.loads((tmp_path / "r.json").read_text())["jobs"][0]
+    assert report["requests"]["retries"] == 3
+    assert report["lowest_concurrency"] == 1  # 8 -> 4 -> 2 -> 1
+    assert report["rate_limit_wait_s"] >= 1.0  # the Retry-After of 1 s was honoured

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +10,7 @@ from sync.config import RetryConfig, Settings
 from sync.emulator import Emulator
 from sync.errors import FatalApiError, RetriableApiError
 from sync.np6 import (
+    AdaptiveConcurrency,
     ClientStats,
     NP6Client,
     RateLimiter,
@@ -223,3 +225,27 @@ def test_fatal_errors_name_call_status_request_id_never_the_key(
     assert hint in message
     assert "x-request-id " in message
     assert key not in message and API_KEY not in message
+
+
+def test_adaptive_concurrency_halves_on_429_and_grows_back() -> None:
+    gate = AdaptiveConcurrency(8)
+    gate.throttled()
+    gate.throttled()
+    assert (gate.limit, gate.lowest) == (2, 2)
+    for _ in range(2):
+        gate.succeeded()
+    assert gate.limit == 3
+    for _ in range(3 + 4 + 5 + 6 + 7 + 8):
+        gate.succeeded()
+    assert gate.limit == 8
+
+
+def test_adaptive_concurrency_holds_requests_past_the_limit() -> None:
+    gate = AdaptiveConcurrency(1)
+    entered = threading.Event()
+    with gate.slot():
+        waiter = threading.Thread(target=lambda: gate.slot().__enter__() or entered.set())
+        waiter.start()
+        assert not entered.wait(0.05)
+    assert entered.wait(1)
+    waiter.join()
