@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -21,7 +22,6 @@ from sync.errors import EXIT_USAGE, ConfigError, Np6SyncError, UsageError
 if TYPE_CHECKING:
     from sync.config import Job, Settings
     from sync.np6 import NP6Client
-    from sync.progress import Progress
     from sync.report import JobReport
     from sync.verify import Comparison
 
@@ -32,7 +32,13 @@ DEFAULT_CONFIG = Path("config/np6.yaml")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose if "verbose" in args else 0)
+    from sync.logs import setup_logging
+
+    setup_logging(
+        getattr(args, "log_format", "auto"),
+        getattr(args, "verbose", 0),
+        getattr(args, "quiet", False),
+    )
     try:
         code: int = args.func(args)
         return code
@@ -127,12 +133,28 @@ def _job_arguments(parser: argparse.ArgumentParser, reports: bool = True) -> Non
             "--report-json", type=Path, metavar="FILE", help="write the report here"
         )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "text", "json"],
+        default="auto",
+        help="auto (default): text on a terminal, one JSON object per line otherwise",
+    )
+    if reports:
+        parser.add_argument(
+            "--summary-md",
+            type=Path,
+            metavar="FILE",
+            help="write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)",
+        )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from sync.config import load_job, load_settings
+    from sync.progress import make_progress
     from sync.report import JobReport, RunReport, render_table
     from sync.runner import RunOptions, run_job
+    from sync.summary import write_summary
 
     settings = load_settings(_config_path(args.config))
     options = RunOptions(dry_run=args.dry_run, full_refresh=args.full_refresh, force=args.force)
@@ -149,20 +171,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     JobReport(Path(path).stem, error=str(error), exit_code=error.exit_code)
                 )
                 continue
+            started_at = datetime.now(UTC)
             job_report = run_job(
                 job,
                 options,
                 connect,
                 concurrency=settings.concurrency,
                 stop=stop,
-                progress=_progress(),
+                progress=make_progress(sys.stderr, args.log_format, quiet=args.quiet),
             )
             if args.verify and job_report.exit_code == 0:
                 _verify_after_run(job, job_report, connect)
             report.jobs.append(job_report)
+            if not options.dry_run:
+                _record_history(job, job_report, started_at, args)
     print(render_table(report))
     if args.report_json:
         args.report_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    try:
+        write_summary(report, args.summary_md, os.environ)
+    except OSError as error:
+        log.warning("the Markdown summary was not written: %s", error)
     if args.plan_only and args.detailed_exitcode and report.exit_code == 0:
         return 2 if any(job.action != "none" for job in report.jobs) else 0
     return report.exit_code
@@ -175,8 +204,24 @@ def _connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
     key = os.environ.get(settings.api_key_env, "")
     if needed and not key:
         raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
-    _redact_in_logs(key)
+    from sync.logs import add_secret
+
+    add_secret(key)
     return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
+
+
+def _record_history(
+    job: Job, report: JobReport, started_at: datetime, args: argparse.Namespace
+) -> None:
+    """One line per run beside the state; a full disk must not fail a sync that worked."""
+    from sync.history import append_history
+
+    flags = [f for f, on in (("full-refresh", args.full_refresh), ("force", args.force)) if on]
+    command = " ".join(["run", *(f"--{f}" for f in flags)])
+    try:
+        append_history(job.state_path, report, started_at=started_at, command=command)
+    except OSError as error:
+        log.warning("the run history was not written: %s", error, extra={"job": job.name})
 
 
 def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Client]) -> None:
@@ -320,12 +365,6 @@ def _config_path(path: Path | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
-def _progress() -> Progress:
-    from sync.progress import NullProgress, TerminalProgress
-
-    return TerminalProgress() if sys.stderr.isatty() else NullProgress()
-
-
 class _StopOnSignals:
     """The first SIGTERM/SIGINT asks the run to stop after the chunks in flight."""
 
@@ -354,26 +393,3 @@ class _StopOnSignals:
 
 def _stop_on_signals() -> _StopOnSignals:
     return _StopOnSignals()
-
-
-class _Redact(logging.Filter):
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "[redacted]"), None
-        return True
-
-
-def _redact_in_logs(secret: str) -> None:
-    if secret:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_Redact(secret))
-
-
-def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,10 +1,17 @@
-"""Progress: a small interface, silent for tests and non-terminal runs."""
+"""Progress: a small interface; a bar on a terminal, throttled log records elsewhere."""
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Protocol, TextIO
+
+from sync.logs import LogFormat, is_terminal, resolve_format
+
+Clock = Callable[[], float]
 
 
 class Progress(Protocol):
@@ -24,42 +31,174 @@ class NullProgress:
         pass
 
 
-class TerminalProgress:
-    """One self-rewriting line on a terminal: done / total, rate and time left."""
+class _Meter:
+    """What both renderings show: done / total, rate and time left, from an injectable clock."""
 
-    def __init__(self, stream: TextIO = sys.stderr, every: float = 0.2) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.phase = ""
+        self.total = self.done = 0
+        self.started = 0.0
+        self.running = False
+
+    def begin(self, phase: str, total: int) -> None:
+        self.phase, self.total, self.done = phase, max(total, 0), 0
+        self.started = self.clock()
+        self.running = True
+
+    def elapsed(self, now: float) -> float:
+        return max(now - self.started, 0.0)
+
+    def rate(self, now: float) -> float | None:
+        elapsed = self.elapsed(now)
+        return self.done / elapsed if self.done and elapsed > 0 else None
+
+    def seconds_left(self, now: float) -> float | None:
+        rate = self.rate(now)
+        return max(self.total - self.done, 0) / rate if rate else None
+
+    def share(self) -> float:
+        return min(self.done / self.total, 1.0) if self.total else 1.0
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+class TerminalProgress:
+    """One self-rewriting line: ``push [#####.....] 1,200/5,000  48%  350/s  0:11 left``."""
+
+    def __init__(
+        self,
+        stream: TextIO = sys.stderr,
+        *,
+        every: float = 0.1,
+        width: int = 24,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.stream = stream
         self.every = every
-        self.phase = ""
-        self.total = 0
-        self.done = 0
-        self.started = self.shown = 0.0
+        self.width = width
+        self.meter = _Meter(clock)
+        self.shown = -math.inf
+        self.drawn = 0  # length of the line on screen, to blank what a shorter line leaves
 
     def start(self, phase: str, total: int) -> None:
-        self.phase, self.total, self.done = phase, total, 0
-        self.started = time.monotonic()
-        self.shown = 0.0
+        self.meter.begin(phase, total)
+        self.shown = -math.inf
+        self.drawn = 0
+        self._draw(self.meter.clock())
 
     def advance(self, amount: int) -> None:
-        self.done += amount
-        now = time.monotonic()
+        if not self.meter.running:
+            return
+        self.meter.done += amount
+        now = self.meter.clock()
+        # Redrawing on every chunk would cost more than the chunks on a fast link.
         if now - self.shown >= self.every:
-            self.shown = now
             self._draw(now)
 
     def finish(self) -> None:
-        if self.total:
-            self._draw(time.monotonic())
-            self.stream.write("\n")
-            self.stream.flush()
+        if not self.meter.running:
+            return
+        self.meter.running = False
+        self._draw(self.meter.clock())
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def render(self, now: float) -> str:
+        m = self.meter
+        filled = round(m.share() * self.width)
+        bar = "#" * filled + "." * (self.width - filled)
+        rate = m.rate(now)
+        speed = f"{rate:,.0f}/s" if rate is not None else "--/s"
+        if not m.running or m.done >= m.total:
+            when = f"{format_duration(m.elapsed(now))} elapsed"
+        else:
+            when = f"{format_duration(m.seconds_left(now))} left"
+        return f"{m.phase} [{bar}] {m.done:,}/{m.total:,} {m.share():4.0%}  {speed}  {when}"
 
     def _draw(self, now: float) -> None:
-        elapsed = max(now - self.started, 1e-9)
-        rate = self.done / elapsed
-        left = (self.total - self.done) / rate if rate else 0.0
-        share = self.done / self.total if self.total else 1.0
-        self.stream.write(
-            f"\r{self.phase}: {self.done:,}/{self.total:,} targets ({share:.0%}), "
-            f"{rate:,.0f}/s, {left:,.0f}s left   "
-        )
+        self.shown = now
+        line = self.render(now)
+        # Spaces rather than an erase escape: they work on any terminal, and in a file.
+        self.stream.write("\r" + line + " " * max(self.drawn - len(line), 0))
         self.stream.flush()
+        self.drawn = len(line)
+
+
+class LogProgress:
+    """A structured log record at most every ``every`` seconds, and one at the end.
+
+    For runs without a terminal (CI, containers, cron), where a rewriting line would be
+    thousands of lines of noise in the collected log.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        every: float = 10.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.log = logger or logging.getLogger("np6sync.progress")
+        self.every = every
+        self.meter = _Meter(clock)
+        self.logged = 0.0
+
+    def start(self, phase: str, total: int) -> None:
+        self.meter.begin(phase, total)
+        self.logged = self.meter.started
+
+    def advance(self, amount: int) -> None:
+        if not self.meter.running:
+            return
+        self.meter.done += amount
+        now = self.meter.clock()
+        if now - self.logged >= self.every:
+            self.logged = now
+            self._emit(now, final=False)
+
+    def finish(self) -> None:
+        if not self.meter.running:
+            return
+        self._emit(self.meter.clock(), final=True)
+        self.meter.running = False
+
+    def _emit(self, now: float, *, final: bool) -> None:
+        m = self.meter
+        rate = m.rate(now)
+        left = None if final else m.seconds_left(now)
+        if final:
+            message = f"{m.phase}: {m.done:,}/{m.total:,} done in {m.elapsed(now):.1f}s"
+        else:
+            speed = f"{rate:,.0f}/s" if rate is not None else "--/s"
+            message = (
+                f"{m.phase}: {m.done:,}/{m.total:,} ({m.share():.0%}), {speed}, "
+                f"{format_duration(left)} left"
+            )
+        self.log.info(
+            message,
+            extra={
+                "phase": m.phase,
+                "done": m.done,
+                "total": m.total,
+                "rate": round(rate, 1) if rate is not None else None,
+                "seconds_left": round(left, 1) if left is not None else None,
+                "final": final,
+            },
+        )
+
+
+def make_progress(stream: TextIO, fmt: LogFormat, *, quiet: bool = False) -> Progress:
+    """The bar for a person at a terminal reading text logs; log records for everything else."""
+    if quiet:
+        return NullProgress()
+    if is_terminal(stream) and resolve_format(fmt, stream) == "text":
+        return TerminalProgress(stream)
+    return LogProgress()

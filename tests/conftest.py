@@ -99,3 +99,13 @@ def run_process(args: Sequence[str | Path], env: dict[str, str], **kwargs: Any):
         timeout=60,
         **kwargs,
     )
+
+
+def state_snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file of a state folder, byte for byte, but the lock (who ran last) and the
+    run history (which records every run by design)."""
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.endswith((".lock", ".history.jsonl"))
+    }

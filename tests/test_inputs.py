@@ -22,22 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SEGMENT, emails, make_job, write_csv
+from conftest import SEGMENT, emails, make_job, state_snapshot, write_csv
 from corpus import compress, csv_text, write
 from sync.emulator import Emulator
 
 # Values that type inference or null detection would change: they must reach NP6 as written.
 EXACT = ["000123", "+33612345678", "1e5", "NA", "null", "nan", "TRUE", "N/A", "0x1F"]
 GOOD = [row[0] for row in emails(0, 20)]
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file of the state folder, byte for byte; the lock file holds who ran last."""
-    return {
-        p.name: p.read_bytes()
-        for p in sorted(folder.iterdir())
-        if p.is_file() and not p.name.endswith(".lock")
-    }
 
 
 def _csv_bytes(rows: list[list[str]], header: list[str] | None = None, **kwargs: Any) -> bytes:
@@ -237,7 +228,7 @@ def test_a_bad_file_stops_the_run_and_changes_nothing(
         first = cli("run", job)
         assert first.code == 0, first.out + first.err
         assert emulator.members(SEGMENT) == set(GOOD)
-        state = _snapshot(folder / "state")
+        state = state_snapshot(folder / "state")
         assert "list.parquet" in state
         emulator.reset_calls()
 
@@ -251,7 +242,7 @@ def test_a_bad_file_stops_the_run_and_changes_nothing(
         for phrase in phrases:
             assert phrase in output
         assert emulator.calls == []
-        assert _snapshot(folder / "state") == state
+        assert state_snapshot(folder / "state") == state
         assert emulator.members(SEGMENT) == set(GOOD)
 
 
@@ -282,7 +273,7 @@ def test_a_mostly_broken_file_is_refused_unless_forced(
     job = make_job(tmp_path, sync={"max_rejected_ratio": 0.2})
     write_csv(tmp_path / "list.csv", emails(0, 20))
     assert cli("run", job).code == 0
-    state = _snapshot(tmp_path / "state")
+    state = state_snapshot(tmp_path / "state")
     emulator.reset_calls()
 
     write_csv(tmp_path / "list.csv", rows)
@@ -293,7 +284,7 @@ def test_a_mostly_broken_file_is_refused_unless_forced(
     assert emulator.calls == []
     assert emulator.members(SEGMENT) == {f"user{n}@example.com" for n in range(20)}
     # The state is untouched; a rejects file is left to show what went wrong.
-    after = _snapshot(tmp_path / "state")
+    after = state_snapshot(tmp_path / "state")
     rejects = after.pop("list.rejects.csv", b"")
     assert rejects.count(b'"empty email"') == len(rows) - len(forced)
     assert after == state

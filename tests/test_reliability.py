@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import API_KEY, SEGMENT, emails, make_job, run_process, write_csv
+from conftest import API_KEY, SEGMENT, emails, make_job, run_process, state_snapshot, write_csv
 from sync.emulator import Emulator
 from sync.state import StateStore
 
@@ -206,12 +206,6 @@ def test_sigterm_finishes_the_chunks_in_flight_saves_and_exits_1(
     assert emulator.members(SEGMENT) == emails_set(0, 2000)
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {
-        p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.endswith(".lock")
-    }
-
-
 @pytest.mark.parametrize(
     ("rows", "extra", "refusal"),
     [
@@ -229,7 +223,7 @@ def test_refusals_and_dry_runs_change_nothing(
     job = make_job(tmp_path, sync={"max_removed_ratio": 0.1})
     write_csv(tmp_path / "list.csv", emails(0, 100))
     assert cli("run", job, "--config", config).code == 0
-    before = snapshot(tmp_path / "state")
+    before = state_snapshot(tmp_path / "state")
     emulator.reset_calls()
 
     write_csv(tmp_path / "list.csv", rows)
@@ -241,7 +235,7 @@ def test_refusals_and_dry_runs_change_nothing(
     else:
         assert "planned" in result.out and "would send 2 PUT, 1 DELETE" in result.out
     assert emulator.calls == []
-    assert snapshot(tmp_path / "state") == before
+    assert state_snapshot(tmp_path / "state") == before
     assert emulator.members(SEGMENT) == emails_set(0, 100)
 
     forced = cli("run", job, "--config", config, "--force")
@@ -277,14 +271,14 @@ def test_a_bad_state_stops_the_job_and_changes_nothing(
         )
     else:
         change(state)
-    before = snapshot(tmp_path / "state")
+    before = state_snapshot(tmp_path / "state")
     emulator.reset_calls()
     write_csv(tmp_path / "list.csv", emails(0, 20))
     result = cli("run", job, "--config", config)
     assert result.code == 2
     assert message in result.out + result.err and "--full-refresh" in result.out + result.err
     assert emulator.calls == []
-    assert snapshot(tmp_path / "state") == before
+    assert state_snapshot(tmp_path / "state") == before
 
     rebuilt = cli("run", job, "--config", config, "--full-refresh")
     assert rebuilt.code == 0, rebuilt.out

@@ -1,0 +1,120 @@
+"""The run history: one JSON line per run, beside the job's state file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sync import __version__
+from sync.report import JobReport
+
+log = logging.getLogger("np6sync.history")
+
+
+def history_path(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name + ".history.jsonl")
+
+
+def append_history(
+    state_path: Path,
+    job: JobReport,
+    *,
+    started_at: datetime,
+    command: str,
+    finished_at: datetime | None = None,
+) -> None:
+    """Append one line for this run.
+
+    O_APPEND puts the line at the end whoever else writes; fsync keeps it through a power cut.
+    """
+    entry = history_entry(
+        job, started_at=started_at, finished_at=finished_at or datetime.now(UTC), command=command
+    )
+    line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+    path = history_path(state_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        # A line torn by a crash would swallow this one: end it first, so only it is lost.
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        _write_all(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def history_entry(
+    job: JobReport, *, started_at: datetime, finished_at: datetime, command: str
+) -> dict[str, Any]:
+    return {
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
+        "job": job.name,
+        "segment_id": job.segment_id,
+        "command": command,
+        "status": job.status,
+        "action": job.action,
+        "rows_read": job.rows_read,
+        "keys": job.keys,
+        "added": job.added,
+        "removed": job.removed,
+        "targets_sent": job.targets_sent,
+        "targets_accepted": job.targets_accepted,
+        "requests": {
+            "put": job.requests.put,
+            "delete": job.requests.delete,
+            "post": job.requests.post,
+            "retries": job.requests.retries,
+        },
+        "duration_s": round(job.duration_s, 3),
+        "error": job.error,
+        "exit_code": job.exit_code,
+        "version": __version__,
+    }
+
+
+def read_history(state_path: Path, last: int | None = None) -> list[dict[str, Any]]:
+    """The runs recorded for this state, oldest first; ``last`` keeps only the newest few.
+
+    A line that does not parse (a run killed while writing it) is skipped, not fatal: the
+    history is for people, and must not stop a run or a report.
+    """
+    if last is not None and last < 0:
+        raise ValueError(f"last must be 0 or more, not {last}")
+    path = history_path(state_path)
+    entries: deque[dict[str, Any]] = deque(maxlen=last)
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict):
+                log.debug("%s: line %d is not a JSON object; skipped", path, number)
+                continue
+            entries.append(entry)
+    return list(entries)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _iso(moment: datetime) -> str:
+    # A naive datetime is taken as local time, as datetime.astimezone does.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

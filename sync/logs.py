@@ -1,0 +1,191 @@
+"""Logging set-up: text for people at a terminal, JSON lines for collectors, no secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+LogFormat = Literal["auto", "text", "json"]
+
+REDACTED = "[redacted]"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD_ATTRS = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
+        "message",
+        "asctime",
+        "taskName",
+    }
+)
+_ENVELOPE = ("ts", "level", "logger", "msg")
+
+
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["text", "json"]:
+    """``auto`` means text for a person at a terminal, JSON for whatever collects the output."""
+    if fmt == "auto":
+        return "text" if is_terminal(stream) else "json"
+    return fmt
+
+
+def utc_iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, then the record's `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": utc_iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key in _STANDARD_ATTRS or key in _ENVELOPE or key.startswith("_"):
+                continue
+            if _serialisable(value):
+                entry[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry)
+
+
+def _serialisable(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):  # ValueError: circular references
+        return False
+    return True
+
+
+class RedactFilter(logging.Filter):
+    """Replaces each secret in a record before any formatter sees it.
+
+    It sits on the handler, not a logger, so records of every library (urllib3 logs URLs
+    and headers at DEBUG) pass through it.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        # An empty secret would match between every character.
+        if secret and secret not in self.secrets:
+            self.secrets.append(secret)
+            # Longest first, so a secret that contains another is replaced whole.
+            self.secrets.sort(key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: the handler reports it, with what is left here
+            record.msg = self._text(str(record.msg))
+            record.args = self._value(record.args)  # type: ignore[assignment]
+        else:
+            redacted = self._text(message)
+            if redacted != message:
+                # Formatting first catches a secret split across the message and its args.
+                record.msg, record.args = redacted, None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD_ATTRS:
+                record.__dict__[key] = self._value(value)
+        if record.exc_info and not record.exc_text:
+            # Formatted here so the traceback text, which repeats the exception's
+            # message and may show local values, is redacted before any handler caches it.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._text(record.stack_info)
+        return True
+
+    def _text(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _value(self, value: object) -> object:
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, dict):
+            return {self._value(k): self._value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._value(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._value(v) for v in value)
+        return value
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler setup_logging installed, so a second call replaces it."""
+
+
+def setup_logging(
+    fmt: LogFormat,
+    verbosity: int,
+    quiet: bool,
+    stream: TextIO = sys.stderr,
+    secrets: Sequence[str] = (),
+) -> None:
+    """Configure the np6sync loggers and one root handler writing to ``stream``.
+
+    quiet: errors only. Default: np6sync at INFO, other libraries at WARNING. ``-v``: np6sync
+    at DEBUG. ``-vv``: DEBUG everywhere (urllib3 then logs every request). quiet wins over -v.
+    """
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+        old.close()
+    handler = _Handler(stream)
+    handler.setFormatter(
+        JsonFormatter() if resolve_format(fmt, stream) == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    handler.addFilter(RedactFilter(secrets))
+    if quiet:
+        # On the handler too: a library that sets its own logger's level still stays quiet.
+        handler.setLevel(logging.ERROR)
+        levels = (logging.ERROR, logging.ERROR, logging.ERROR)
+    elif verbosity <= 0:
+        levels = (logging.WARNING, logging.INFO, logging.WARNING)
+    elif verbosity == 1:
+        levels = (logging.WARNING, logging.DEBUG, logging.WARNING)
+    else:
+        levels = (logging.DEBUG, logging.DEBUG, logging.DEBUG)
+    root_level, own_level, urllib3_level = levels
+    root.setLevel(root_level)
+    logging.getLogger("np6sync").setLevel(own_level)
+    logging.getLogger("urllib3").setLevel(urllib3_level)
+    root.addHandler(handler)
+
+
+def add_secret(secret: str) -> None:
+    """Redact ``secret`` from now on, for a secret known only after logging is set up."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Handler):
+            for f in handler.filters:
+                if isinstance(f, RedactFilter):
+                    f.add(secret)
