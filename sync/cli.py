@@ -288,7 +288,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_state_show(args: argparse.Namespace) -> int:
     from sync.config import load_job
-    from sync.verify import store_for
+    from sync.history import read_history
+    from sync.runner import store_for
 
     for path in args.jobs:
         job = load_job(path)
@@ -304,8 +305,13 @@ def _cmd_state_show(args: argparse.Namespace) -> int:
             print(f"  updated     {info.updated_at}")
             print(f"  pending     {len(holding.pending):,} deferred removal(s)")
             print(f"  key         {json.dumps(info.key_definition)}")
-        if store.journal_path.exists():
-            print(f"  unfinished  a run left {store.journal_path.name}: the next run goes on")
+        if store.has_journal():
+            print("  unfinished  a run left a journal: the next run goes on from there")
+        for entry in read_history(job.state_path, last=1):
+            print(
+                f"  last run    {entry['finished_at']} {entry['command']}: {entry['status']}"
+                f" ({entry['action']}, +{entry['added']:,} -{entry['removed']:,})"
+            )
     return 0
 
 

@@ -48,7 +48,7 @@ def run_job(
     started = time.monotonic()
     client: NP6Client | None = None
     try:
-        store = StateStore(job.state_path, job.segment_id, job.targets.definition())
+        store = store_for(job)
         # Lock first: a second run must stop at once, not after reading a large file.
         with contextlib.nullcontext() if options.dry_run else store.lock(job.name):
             with timer("read"):
@@ -93,7 +93,7 @@ def run_job(
             elif options.dry_run:
                 report.status = "planned"
             elif plan.action == "none":
-                if store.journal_path.exists() or plan.pending_changed:
+                if store.has_journal() or plan.pending_changed:
                     with timer("state_write"):
                         # Folds what an interrupted run left; records deferred removals.
                         store.save(holding.keys, plan.pending)
@@ -126,6 +126,11 @@ def run_job(
         },
     )
     return report
+
+
+def store_for(job: Job) -> StateStore:
+    """The job's state, wherever ``state.path`` puts it."""
+    return StateStore(job.state_path, job.segment_id, job.targets.definition())
 
 
 def load_keys(job: Job) -> KeySet:

@@ -19,9 +19,8 @@ from sync.keys import KEY_TYPE, build_keys
 from sync.np6 import NP6Client
 from sync.plan import Plan, no_pending
 from sync.push import push
-from sync.runner import load_keys
+from sync.runner import load_keys, store_for
 from sync.sources import SourceSpec, read_source
-from sync.state import StateStore
 
 
 @dataclass
@@ -105,10 +104,6 @@ def import_state(job: Job, client: NP6Client | None, from_file: Path | None) -> 
         members = _members(client, job.segment_id)
         store.save(members, no_pending())
         return len(members)
-
-
-def store_for(job: Job) -> StateStore:
-    return StateStore(job.state_path, job.segment_id, job.targets.definition())
 
 
 def _members(client: NP6Client, segment_id: int) -> pa.Array:
