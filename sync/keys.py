@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.config import TargetsConfig
+from sync.hashing import first_distinct
 
 KEY_TYPE = pa.large_string()
 # NP6 target ids look like 000PKXK4: eight letters or digits.
@@ -54,31 +55,39 @@ def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> K
     is missing or empty after its transforms, or, in id mode, when the key does not
     look like an NP6 target id.
     """
-    reasons = pa.nulls(table.num_rows, pa.string())
+    # Each row's first failed check, as a small integer: strings are only made for the
+    # rejected rows, not for ten million valid ones.
+    reasons: list[str] = []
+    code = pa.nulls(table.num_rows, pa.int8())
+
+    def check(failed: pa.Array, reason: str) -> pa.Array:
+        reasons.append(reason)
+        newly = pc.and_(pc.fill_null(failed, True), pc.is_null(code))
+        return pc.if_else(newly, pa.scalar(len(reasons) - 1, pa.int8()), code)
+
     parts = []
     for column in targets.columns:
-        values = table[column].cast(KEY_TYPE)
+        values = table[column]
         for name in targets.transforms_for(column):
             values = TRANSFORMS[name](values)
-        reasons = _first_reason(reasons, pc.is_null(values), f"missing {column}")
-        reasons = _first_reason(reasons, pc.equal(pc.utf8_length(values), 0), f"empty {column}")
-        parts.append(values)
+        code = check(pc.is_null(values), f"missing {column}") if values.null_count else code
+        code = check(pc.equal(pc.utf8_length(values), 0), f"empty {column}")
+        parts.append(values.cast(KEY_TYPE))
     separator = pa.scalar(targets.separator, KEY_TYPE)
     keys = pc.binary_join_element_wise(*parts, separator) if len(parts) > 1 else parts[0]
+    del parts
     if targets.identify_by == "id":
-        not_id = pc.invert(pc.match_substring_regex(keys, TARGET_ID_PATTERN))
-        reasons = _first_reason(reasons, not_id, "not an NP6 target id (8 letters or digits)")
+        looks_like_id = pc.match_substring_regex(keys, TARGET_ID_PATTERN)
+        code = check(pc.invert(looks_like_id), "not an NP6 target id (8 letters or digits)")
 
-    valid = pc.is_null(reasons)
-    valid_keys = pc.filter(keys, valid)
-    distinct = pc.unique(valid_keys)
-    if isinstance(distinct, pa.ChunkedArray):
-        distinct = distinct.combine_chunks()
-    rejected = _rejected_rows(table, targets, reasons, valid, first_row)
-    # By position: a key column may itself be named "row" or "reason".
+    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    code = code.combine_chunks() if isinstance(code, pa.ChunkedArray) else code
+    rejected_count = len(code) - code.null_count
+    valid_keys = pc.filter(keys, pc.is_null(code)) if rejected_count else keys
+    rejected = _rejected_rows(table, targets, code, reasons, first_row)
     counts = pc.value_counts(rejected.column(1)) if rejected.num_rows else []
     return KeySet(
-        keys=distinct,
+        keys=first_distinct(valid_keys),
         rows_read=table.num_rows,
         valid_rows=len(valid_keys),
         rejected=rejected,
@@ -86,24 +95,18 @@ def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> K
     )
 
 
-def _first_reason(reasons: pa.Array, failed: pa.Array, reason: str) -> pa.Array:
-    """Keep the reason already found for a row; give ``reason`` to newly failed rows."""
-    failed = pc.fill_null(failed, False)
-    return pc.if_else(pc.and_(failed, pc.is_null(reasons)), reason, reasons)
-
-
 def _rejected_rows(
-    table: pa.Table, targets: TargetsConfig, reasons: pa.Array, valid: pa.Array, first_row: int
+    table: pa.Table, targets: TargetsConfig, code: pa.Array, reasons: list[str], first_row: int
 ) -> pa.Table:
     """Row number, reason, then the raw key values, by position.
 
     A key column named "row" or "reason" repeats that name in the header; it must not
     replace the row numbers or the reasons (as a dict keyed by name did).
     """
-    invalid = pc.invert(valid)
-    rows = pc.add(pc.indices_nonzero(invalid), first_row)
-    columns = [rows, pc.filter(reasons, invalid)]
-    columns += [pc.filter(table[column], invalid) for column in targets.columns]
+    at = pc.indices_nonzero(pc.is_valid(code))
+    reason = pc.take(pa.array(reasons, pa.string()), pc.take(code, at))
+    columns = [pc.add(at, first_row), reason]
+    columns += [pc.take(table[column], at) for column in targets.columns]
     return pa.table(columns, names=["row", "reason", *targets.columns])
 
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.config import SyncConfig
+from sync.hashing import isin
 from sync.keys import KEY_TYPE, KeySet
 
 # append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
@@ -85,8 +86,11 @@ def make_plan(
     today: date | None = None,
 ) -> Plan:
     previous = holding.keys
-    added_keys = pc.filter(source, pc.invert(pc.is_in(source, value_set=previous)))
-    gone = pc.filter(previous, pc.invert(pc.is_in(previous, value_set=source)))
+    added_keys = pc.filter(source, pc.invert(isin(source, previous)))
+    # Both sides are distinct, so the count of removals needs no second lookup; the
+    # removed keys themselves are only looked for when there are some.
+    removed = len(previous) - (len(source) - len(added_keys))
+    gone = pc.filter(previous, pc.invert(isin(previous, source))) if removed else previous[:0]
     chunk = rules.chunk_size
     empty = pa.array([], KEY_TYPE)
     costs = _costs(len(source), len(added_keys), len(gone), chunk, by_id)

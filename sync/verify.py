@@ -15,6 +15,7 @@ import pyarrow.csv as pacsv
 
 from sync.config import Job
 from sync.errors import RefusedError, UsageError
+from sync.hashing import first_distinct, isin
 from sync.keys import KEY_TYPE, build_keys
 from sync.np6 import NP6Client
 from sync.plan import Plan, no_pending
@@ -96,7 +97,7 @@ def import_state(job: Job, client: NP6Client | None, from_file: Path | None) -> 
             table = read_source(spec, job.targets.columns)
             keys = build_keys(table.table, job.targets, table.first_row).keys
             held = store.load()
-            merged = pc.unique(pa.concat_arrays([held.keys, keys]))
+            merged = first_distinct(pa.concat_arrays([held.keys, keys]))
             store.save(merged, held.pending)
             return len(merged) - len(held.keys)
         _require_ids(job, "state import --from-segment")
@@ -112,10 +113,10 @@ def _members(client: NP6Client, segment_id: int) -> pa.Array:
 
 def _compare(client: NP6Client, segment_id: int, source: pa.Array, state: pa.Array) -> Comparison:
     members = _members(client, segment_id)
-    missing = pc.filter(source, pc.invert(pc.is_in(source, value_set=members)))
-    extra = pc.filter(members, pc.invert(pc.is_in(members, value_set=source)))
-    unknown_to_state = pc.sum(pc.invert(pc.is_in(members, value_set=state))).as_py() or 0
-    gone_from_segment = pc.sum(pc.invert(pc.is_in(state, value_set=members))).as_py() or 0
+    missing = pc.filter(source, pc.invert(isin(source, members)))
+    extra = pc.filter(members, pc.invert(isin(members, source)))
+    unknown_to_state = pc.sum(pc.invert(isin(members, state))).as_py() or 0
+    gone_from_segment = pc.sum(pc.invert(isin(state, members))).as_py() or 0
     drift = int(unknown_to_state) + int(gone_from_segment)
     return Comparison(len(members), len(source), missing, extra, drift)
 
