@@ -219,7 +219,13 @@ def _record_history(
     flags = [f for f, on in (("full-refresh", args.full_refresh), ("force", args.force)) if on]
     command = " ".join(["run", *(f"--{f}" for f in flags)])
     try:
-        append_history(job.state_path, report, started_at=started_at, command=command)
+        if job.state_url is not None:
+            from sync.remote_state import RemoteStateStore
+
+            store = RemoteStateStore(job.state_url, job.segment_id, job.targets.definition())
+            store.append_history(report, started_at=started_at, command=command)
+        else:
+            append_history(job.state_path, report, started_at=started_at, command=command)
     except OSError as error:
         log.warning("the run history was not written: %s", error, extra={"job": job.name})
 
@@ -290,6 +296,7 @@ def _cmd_state_show(args: argparse.Namespace) -> int:
     from sync.config import load_job
     from sync.history import read_history
     from sync.runner import store_for
+    from sync.state import StateStore
 
     for path in args.jobs:
         job = load_job(path)
@@ -307,7 +314,11 @@ def _cmd_state_show(args: argparse.Namespace) -> int:
             print(f"  key         {json.dumps(info.key_definition)}")
         if store.has_journal():
             print("  unfinished  a run left a journal: the next run goes on from there")
-        for entry in read_history(job.state_path, last=1):
+        if isinstance(store, StateStore):
+            last = read_history(job.state_path, last=1)
+        else:
+            last = store.read_history(1)  # the history object beside a remote state
+        for entry in last:
             print(
                 f"  last run    {entry['finished_at']} {entry['command']}: {entry['status']}"
                 f" ({entry['action']}, +{entry['added']:,} -{entry['removed']:,})"
@@ -347,7 +358,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             worst = max(worst, EXIT_USAGE)
             continue
         print(f"{path}: job {job.name} -> segment {job.segment_id}")
-        print(f"  source      {job.source_path} ({job.source_format})")
+        print(f"  source      {job.source_url or job.source_path} ({job.source_format})")
         print(f"  rows        {keyset.rows_read:,}")
         print(f"  valid keys  {len(keyset.keys):,}")
         print(f"  duplicates  {keyset.duplicate_keys:,}")

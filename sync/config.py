@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -33,6 +34,16 @@ SOURCE_SUFFIXES = {
     ".pq": "parquet",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zip")
+# URL schemes a source may use (read through fsspec; see sync/remote.py), and the state.
+SOURCE_SCHEMES = ("s3", "gs", "az", "http", "https")
+STATE_SCHEMES = ("s3",)
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def url_scheme(path: str) -> str | None:
+    """``s3`` for ``s3://bucket/key``; None for a local path."""
+    match = _URL.match(path)
+    return match.group(1).lower() if match else None
 
 
 class _Model(BaseModel):
@@ -44,6 +55,17 @@ class SourceConfig(_Model):
     format: Annotated[Literal["csv", "parquet"] | None, Field(validate_default=True)] = None
     delimiter: str | None = None  # default: a tab for .tsv files, else a comma
     encoding: str = "utf-8"
+
+    @field_validator("path")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = url_scheme(value)
+        if scheme is not None and scheme not in SOURCE_SCHEMES:
+            raise ValueError(
+                f"{scheme}:// is not supported: use a local path or an s3://, gs://, az://, "
+                "https:// or http:// URL"
+            )
+        return value
 
     @field_validator("delimiter")
     @classmethod
@@ -116,6 +138,22 @@ class TargetsConfig(_Model):
 class StateConfig(_Model):
     path: str | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _writable_scheme(cls, value: str | None) -> str | None:
+        scheme = url_scheme(value) if value is not None else None
+        if scheme is None or scheme in STATE_SCHEMES:
+            return value
+        if scheme in ("http", "https"):
+            raise ValueError(f"{scheme}:// is read-only: put the state on s3:// or a local path")
+        if scheme in SOURCE_SCHEMES:
+            raise ValueError(
+                f"state on {scheme}:// is not supported yet: np6-sync locks a remote state with "
+                "conditional writes, implemented for s3:// only (a source may be on "
+                f"{scheme}://); put the state on s3:// or a local path"
+            )
+        raise ValueError(f"{scheme}:// is not supported: use a local path or an s3:// URL")
+
 
 class SyncConfig(_Model):
     mode: Literal["auto", "append", "reload"] = "auto"
@@ -166,13 +204,27 @@ class Job(_Model):
 
     @property
     def source_path(self) -> Path:
+        """The local source file (meaningless when ``source_url`` is set)."""
         return _resolve(self.base_dir, self.source.path)
 
     @property
+    def source_url(self) -> str | None:
+        """``source.path`` when it is a URL (s3://, gs://, az://, http(s)://), else None."""
+        return self.source.path if url_scheme(self.source.path) else None
+
+    @property
     def state_path(self) -> Path:
-        if self.state.path is None:
+        """The local state file; with a remote state (``state_url``), the local place of
+        the job's local-only outputs (rejects, verify listing): ``<job folder>/state/``."""
+        if self.state.path is None or self.state_url is not None:
             return self.base_dir / "state" / f"{self.name}.parquet"
         return _resolve(self.base_dir, self.state.path)
+
+    @property
+    def state_url(self) -> str | None:
+        """``state.path`` when it is a URL (s3:// only), else None."""
+        path = self.state.path
+        return path if path is not None and url_scheme(path) else None
 
     @property
     def source_delimiter(self) -> str:
@@ -221,6 +273,8 @@ class Settings(_Model):
 
 
 def infer_format(path: str) -> Literal["csv", "parquet"] | None:
+    if url_scheme(path):
+        path = urlsplit(path).path  # a signed URL's query is not part of the name
     name = path.lower()
     for suffix in COMPRESSION_SUFFIXES:
         if name.endswith(suffix):

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,23 +90,32 @@ def read_history(state_path: Path, last: int | None = None) -> list[dict[str, An
     if last is not None and last < 0:
         raise ValueError(f"last must be 0 or more, not {last}")
     path = history_path(state_path)
-    entries: deque[dict[str, Any]] = deque(maxlen=last)
     try:
         f = path.open("rb")
     except FileNotFoundError:
         return []
     with f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                entry = None
-            if not isinstance(entry, dict):
-                log.debug("%s: line %d is not a JSON object; skipped", path, number)
-                continue
-            entries.append(entry)
+        return parse_history(f, last, where=str(path))
+
+
+def parse_history(
+    lines: Iterable[bytes], last: int | None = None, *, where: str = "history"
+) -> list[dict[str, Any]]:
+    """The entries of history lines (a file, or a remote state's history object)."""
+    if last is not None and last < 0:
+        raise ValueError(f"last must be 0 or more, not {last}")
+    entries: deque[dict[str, Any]] = deque(maxlen=last)
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            log.debug("%s: line %d is not a JSON object; skipped", where, number)
+            continue
+        entries.append(entry)
     return list(entries)
 
 

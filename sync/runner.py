@@ -8,20 +8,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sync.config import Job
 from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
+from sync.hashing import first_distinct, isin
 from sync.keys import KeySet, build_keys
 from sync.np6 import NP6Client
 from sync.plan import Holding, Plan, check_safeguards, make_plan
 from sync.progress import NullProgress, Progress
 from sync.push import push
 from sync.report import JobReport, Requests
-from sync.sources import SourceSpec, read_source
+from sync.sources import SourceSpec, SourceTable, read_source
 from sync.state import StateStore
+
+if TYPE_CHECKING:
+    from sync.remote_state import RemoteStateStore
 
 log = logging.getLogger("np6sync.run")
 
@@ -52,7 +58,7 @@ def run_job(
         # Lock first: a second run must stop at once, not after reading a large file.
         with contextlib.nullcontext() if options.dry_run else store.lock(job.name):
             with timer("read"):
-                source = read_source(_source_spec(job), job.targets.columns)
+                source = _read_source(job)
             with timer("keys"):
                 keyset = build_keys(source.table, job.targets, source.first_row)
                 del source  # the key columns are no longer needed: free them early
@@ -102,7 +108,9 @@ def run_job(
                 if not holding.known:
                     store.set_aside()
                 client = connect()
-                _apply(job, plan, store, client, report, concurrency, stop, progress, timer)
+                _apply(
+                    job, holding, plan, store, client, report, concurrency, stop, progress, timer
+                )
     except Np6SyncError as error:
         report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
         if error.exit_code == EXIT_REFUSED:
@@ -128,14 +136,26 @@ def run_job(
     return report
 
 
-def store_for(job: Job) -> StateStore:
-    """The job's state, wherever ``state.path`` puts it."""
+def store_for(job: Job) -> StateStore | RemoteStateStore:
+    """The job's state, wherever ``state.path`` puts it (a local file, or s3://)."""
+    if job.state_url is not None:
+        from sync.remote_state import RemoteStateStore
+
+        return RemoteStateStore(job.state_url, job.segment_id, job.targets.definition())
     return StateStore(job.state_path, job.segment_id, job.targets.definition())
 
 
 def load_keys(job: Job) -> KeySet:
-    source = read_source(_source_spec(job), job.targets.columns)
+    source = _read_source(job)
     return build_keys(source.table, job.targets, source.first_row)
+
+
+def _read_source(job: Job) -> SourceTable:
+    if job.source_url is None:
+        return read_source(_source_spec(job), job.targets.columns)
+    from sync.remote import read_remote_source
+
+    return read_remote_source(job.source_url, _source_spec(job), job.targets.columns)
 
 
 def _source_spec(job: Job) -> SourceSpec:
@@ -165,8 +185,9 @@ class PhaseTimer:
 
 def _apply(
     job: Job,
+    holding: Holding,
     plan: Plan,
-    store: StateStore,
+    store: StateStore | RemoteStateStore,
     client: NP6Client,
     report: JobReport,
     concurrency: int,
@@ -174,6 +195,7 @@ def _apply(
     progress: Progress | None,
     timer: PhaseTimer,
 ) -> None:
+    result = None
     with store.open_journal(plan.action) as journal:
         try:
             with timer("push"):
@@ -189,10 +211,15 @@ def _apply(
                     progress=progress or NullProgress(),
                 )
         finally:
-            # Whatever happened, the state becomes exactly what NP6 acknowledged.
+            # Whatever happened, the state becomes exactly what NP6 acknowledged: the plan
+            # applied, when every step was, else the journal's record of each step.
             with timer("state_write"):
-                after = store.load()
-                store.save(after.keys, plan.pending if plan.pending_changed else after.pending)
+                if result is not None and result.error is None and not result.interrupted:
+                    store.save(_applied(holding, plan), plan.pending)
+                else:
+                    after = store.load()
+                    pending = plan.pending if plan.pending_changed else after.pending
+                    store.save(after.keys, pending)
     report.targets_sent = result.targets_sent
     report.targets_accepted = result.targets_accepted
     report.targets_removed = result.targets_removed
@@ -210,7 +237,21 @@ def _apply(
     report.status = "succeeded"
 
 
-def _load_holding(store: StateStore, options: RunOptions) -> Holding:
+def _applied(holding: Holding, plan: Plan) -> pa.Array:
+    """What the segment holds once every step of ``plan`` was acknowledged."""
+    if plan.clears:
+        return plan.send
+    keys = holding.keys
+    if len(plan.remove):
+        keys = pc.filter(keys, pc.invert(isin(keys, plan.remove)))
+    if len(plan.send):
+        keys = pa.concat_arrays([keys, plan.send])
+        if not holding.certain:  # every key was sent again, whatever the state held
+            keys = first_distinct(keys)
+    return keys
+
+
+def _load_holding(store: StateStore | RemoteStateStore, options: RunOptions) -> Holding:
     try:
         return store.load()
     except StateError:
