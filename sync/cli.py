@@ -111,11 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--samples", type=int, default=3, help="sample keys to show per job")
     validate.set_defaults(func=_cmd_validate)
 
-    emulator = commands.add_parser("emulator", help="a local NP6 stand-in for trials and tests")
-    from sync import emulator as emulator_module
-
-    emulator_module.configure_parser(emulator)
-    emulator.set_defaults(func=emulator_module.run_cli)
+    # The emulator parses its own options (np6-sync emulator --help): importing it here
+    # would slow every other command's start.
+    emulator = commands.add_parser(
+        "emulator", help="a local NP6 stand-in for trials and tests", add_help=False
+    )
+    emulator.add_argument("options", nargs=argparse.REMAINDER)
+    emulator.set_defaults(func=_cmd_emulator)
 
     demo = commands.add_parser("demo", help="the example job against a built-in emulator")
     demo.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
@@ -368,6 +370,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for key in keyset.keys.slice(0, args.samples).to_pylist():
             print(f"  sample      {key}")
     return worst
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from sync.emulator import main as emulator_main
+
+    return emulator_main(args.options)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

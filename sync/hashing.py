@@ -10,35 +10,56 @@ n^2 / 2^129: never, at any list size this tool will meet.
 
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# Below this many keys, Arrow's own hash tables are as quick, and polars is not imported
+# at all: small jobs and `validate` start faster.
+SMALL = 100_000
 
 # Fixed seeds, so runs are reproducible. polars seeds xxh3 through them for strings, which
 # makes the two hashes independent of each other.
 _SEEDS = (0x6E7036_73796E63, 0x9E3779B9_7F4A7C15)
 
 
-def _digests(keys: pa.Array) -> pl.DataFrame:
-    series = pl.Series(values=keys)
-    digest = pl.DataFrame({f"h{i}": series.hash(seed) for i, seed in enumerate(_SEEDS)})
-    return digest.with_row_index("i")
+# Keys are hashed a slice at a time: polars copies the strings it is given, and a slice
+# bounds that copy to a few tens of megabytes whatever the list's size.
+SLICE = 1_000_000
 
 
-def first_distinct(keys: pa.Array) -> pa.Array:
+def _digests(keys: pa.Array | pa.ChunkedArray) -> pl.Series:
+    """One 128-bit number per key: two independent 64-bit hashes side by side. A single
+    column keeps polars' lookups lean (two columns cost them several times the memory)."""
+    import polars as pl
+
+    parts = []
+    for start in range(0, len(keys), SLICE):
+        strings = pl.Series(values=keys.slice(start, SLICE))
+        halves = pl.DataFrame({f"h{i}": strings.hash(seed) for i, seed in enumerate(_SEEDS)})
+        wide = pl.col("h0").cast(pl.UInt128) * (1 << 64) + pl.col("h1").cast(pl.UInt128)
+        parts.append(halves.select(wide).to_series())
+    return pl.concat(parts) if parts else pl.Series(dtype=pl.UInt128)
+
+
+def first_distinct(keys: pa.Array | pa.ChunkedArray, small: int = SMALL) -> pa.Array:
     """The distinct keys, each at its first appearance, in order."""
-    if len(keys) < 2:
-        return keys
-    rows = _digests(keys).unique(subset=["h0", "h1"], keep="first", maintain_order=True)
-    return keys.take(pa.array(rows["i"].to_numpy()))
+    if len(keys) < small:
+        return pc.unique(keys)
+    first = _digests(keys).is_first_distinct()
+    if first.all():
+        return keys  # no duplicates: nothing to copy
+    return pc.filter(keys, first.to_arrow())
 
 
-def isin(values: pa.Array, value_set: pa.Array) -> pa.BooleanArray:
+def isin(
+    values: pa.Array | pa.ChunkedArray, value_set: pa.Array | pa.ChunkedArray, small: int = SMALL
+) -> pa.BooleanArray:
     """For each value, whether it is in ``value_set`` (like ``pc.is_in``)."""
-    found = np.zeros(len(values), dtype=bool)
-    if len(values) and len(value_set):
-        present = _digests(values).join(
-            _digests(value_set).select("h0", "h1").unique(), on=["h0", "h1"], how="semi"
-        )
-        found[present["i"].to_numpy()] = True
-    return pa.array(found)
+    if len(values) + len(value_set) < small or not len(values) or not len(value_set):
+        return pc.is_in(values, value_set=value_set)
+    return _digests(values).is_in(_digests(value_set).implode()).to_arrow()

@@ -29,6 +29,12 @@ TRANSFORMS: Mapping[str, Callable[[pa.ChunkedArray], pa.ChunkedArray]] = {
 }
 
 
+def concat(*arrays: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Key arrays end to end, without copying them into one buffer."""
+    chunks = [c for a in arrays for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a])]
+    return pa.chunked_array(chunks, type=KEY_TYPE)
+
+
 @dataclass(frozen=True)
 class KeySet:
     """The distinct keys of a source, and what was left out of it."""
@@ -48,6 +54,11 @@ class KeySet:
         return self.rows_read - self.valid_rows
 
 
+# Keys are built a slice of rows at a time, so the transforms' intermediate arrays stay
+# small: only the finished keys of the whole list are ever held at once.
+SLICE = 1_000_000
+
+
 def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> KeySet:
     """Turn the key columns of a source into distinct keys.
 
@@ -55,44 +66,54 @@ def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> K
     is missing or empty after its transforms, or, in id mode, when the key does not
     look like an NP6 target id.
     """
-    # Each row's first failed check, as a small integer: strings are only made for the
-    # rejected rows, not for ten million valid ones.
-    reasons: list[str] = []
-    code = pa.nulls(table.num_rows, pa.int8())
-
-    def check(failed: pa.Array, reason: str) -> pa.Array:
-        reasons.append(reason)
-        newly = pc.and_(pc.fill_null(failed, True), pc.is_null(code))
-        return pc.if_else(newly, pa.scalar(len(reasons) - 1, pa.int8()), code)
-
-    parts = []
-    for column in targets.columns:
-        values = table[column]
-        for name in targets.transforms_for(column):
-            values = TRANSFORMS[name](values)
-        code = check(pc.is_null(values), f"missing {column}") if values.null_count else code
-        code = check(pc.equal(pc.utf8_length(values), 0), f"empty {column}")
-        parts.append(values.cast(KEY_TYPE))
-    separator = pa.scalar(targets.separator, KEY_TYPE)
-    keys = pc.binary_join_element_wise(*parts, separator) if len(parts) > 1 else parts[0]
-    del parts
-    if targets.identify_by == "id":
-        looks_like_id = pc.match_substring_regex(keys, TARGET_ID_PATTERN)
-        code = check(pc.invert(looks_like_id), "not an NP6 target id (8 letters or digits)")
-
-    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-    code = code.combine_chunks() if isinstance(code, pa.ChunkedArray) else code
-    rejected_count = len(code) - code.null_count
-    valid_keys = pc.filter(keys, pc.is_null(code)) if rejected_count else keys
-    rejected = _rejected_rows(table, targets, code, reasons, first_row)
-    counts = pc.value_counts(rejected.column(1)) if rejected.num_rows else []
+    reasons = [f"{what} {column}" for column in targets.columns for what in ("missing", "empty")]
+    reasons.append("not an NP6 target id (8 letters or digits)")
+    valid: list[pa.Array] = []
+    rejected = [_rejected_rows(table.slice(0, 0), targets, pa.array([], pa.int8()), reasons, 0)]
+    for start in range(0, table.num_rows, SLICE):
+        piece = table.slice(start, SLICE)
+        keys, code = _slice_keys(piece, targets)
+        if code.null_count == len(code):
+            valid.append(keys)
+        else:
+            valid.append(pc.filter(keys, pc.is_null(code)))
+            rejected.append(_rejected_rows(piece, targets, code, reasons, first_row + start))
+    valid_keys = concat(*valid)
+    rejects = pa.concat_tables(rejected)
+    counts = pc.value_counts(rejects.column(1)) if rejects.num_rows else []
     return KeySet(
         keys=first_distinct(valid_keys),
         rows_read=table.num_rows,
         valid_rows=len(valid_keys),
-        rejected=rejected,
+        rejected=rejects,
         rejects_by_reason={str(c["values"]): int(c["counts"]) for c in _pylist(counts)},
     )
+
+
+def _slice_keys(piece: pa.Table, targets: TargetsConfig) -> tuple[pa.Array, pa.Array]:
+    """The keys of some rows, and each row's first failed check as an index into the
+    reasons (null when the row is valid): strings are only made for rejected rows."""
+    code = pa.nulls(piece.num_rows, pa.int8())
+
+    def check(failed: pa.Array, reason: int) -> pa.Array:
+        newly = pc.and_(pc.fill_null(failed, True), pc.is_null(code))
+        return pc.if_else(newly, pa.scalar(reason, pa.int8()), code)
+
+    parts = []
+    for number, column in enumerate(targets.columns):
+        values = piece[column].combine_chunks()
+        for name in targets.transforms_for(column):
+            values = TRANSFORMS[name](values)
+        if values.null_count:
+            code = check(pc.is_null(values), 2 * number)
+        code = check(pc.equal(pc.utf8_length(values), 0), 2 * number + 1)
+        parts.append(values.cast(KEY_TYPE))
+    separator = pa.scalar(targets.separator, KEY_TYPE)
+    keys = pc.binary_join_element_wise(*parts, separator) if len(parts) > 1 else parts[0]
+    if targets.identify_by == "id":
+        looks_like_id = pc.match_substring_regex(keys, TARGET_ID_PATTERN)
+        code = check(pc.invert(looks_like_id), 2 * len(targets.columns))
+    return keys, code
 
 
 def _rejected_rows(
@@ -105,7 +126,7 @@ def _rejected_rows(
     """
     at = pc.indices_nonzero(pc.is_valid(code))
     reason = pc.take(pa.array(reasons, pa.string()), pc.take(code, at))
-    columns = [pc.add(at, first_row), reason]
+    columns = [pc.add(at.cast(pa.int64()), first_row), reason]
     columns += [pc.take(table[column], at) for column in targets.columns]
     return pa.table(columns, names=["row", "reason", *targets.columns])
 

@@ -17,16 +17,15 @@ import pyarrow.csv as pacsv
 from sync.config import Job
 from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
 from sync.hashing import first_distinct, isin
-from sync.keys import KeySet, build_keys
-from sync.np6 import NP6Client
+from sync.keys import KeySet, build_keys, concat
 from sync.plan import Holding, Plan, check_safeguards, make_plan
 from sync.progress import NullProgress, Progress
-from sync.push import push
 from sync.report import JobReport, Requests
 from sync.sources import SourceSpec, SourceTable, read_source
 from sync.state import StateStore
 
 if TYPE_CHECKING:
+    from sync.np6 import NP6Client
     from sync.remote_state import RemoteStateStore
 
 log = logging.getLogger("np6sync.run")
@@ -195,6 +194,8 @@ def _apply(
     progress: Progress | None,
     timer: PhaseTimer,
 ) -> None:
+    from sync.push import push  # not needed by `validate`, which must start quickly
+
     result = None
     with store.open_journal(plan.action) as journal:
         try:
@@ -245,7 +246,7 @@ def _applied(holding: Holding, plan: Plan) -> pa.Array:
     if len(plan.remove):
         keys = pc.filter(keys, pc.invert(isin(keys, plan.remove)))
     if len(plan.send):
-        keys = pa.concat_arrays([keys, plan.send])
+        keys = concat(keys, plan.send)
         if not holding.certain:  # every key was sent again, whatever the state held
             keys = first_distinct(keys)
     return keys

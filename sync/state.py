@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from sync.errors import LockedError, StateError
 from sync.hashing import first_distinct
-from sync.keys import KEY_TYPE
+from sync.keys import KEY_TYPE, concat
 from sync.plan import PENDING_SCHEMA, Holding, no_pending
 
 STATE_VERSION = 1
@@ -160,7 +160,7 @@ class StateStore:
                     f"{self.journal_path}: line {number}: unknown event {kind!r}; {_REMEDY}"
                 )
         if added:
-            keys = first_distinct(pa.concat_arrays([keys, pa.array(added, KEY_TYPE)]))
+            keys = first_distinct(concat(keys, pa.array(added, KEY_TYPE)))
         if removed:
             gone = pa.array(removed, KEY_TYPE)
             keys = pc.filter(keys, pc.invert(pc.is_in(keys, value_set=gone)))

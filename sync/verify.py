@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 from sync.config import Job
 from sync.errors import RefusedError, UsageError
 from sync.hashing import first_distinct, isin
-from sync.keys import KEY_TYPE, build_keys
+from sync.keys import KEY_TYPE, build_keys, concat
 from sync.np6 import NP6Client
 from sync.plan import Plan, no_pending
 from sync.push import push
@@ -97,7 +97,7 @@ def import_state(job: Job, client: NP6Client | None, from_file: Path | None) -> 
             table = read_source(spec, job.targets.columns)
             keys = build_keys(table.table, job.targets, table.first_row).keys
             held = store.load()
-            merged = first_distinct(pa.concat_arrays([held.keys, keys]))
+            merged = first_distinct(concat(held.keys, keys))
             store.save(merged, held.pending)
             return len(merged) - len(held.keys)
         _require_ids(job, "state import --from-segment")
@@ -130,7 +130,7 @@ def _write_listing(job: Job, comparison: Comparison) -> Path | None:
     problems = ["missing"] * len(comparison.missing) + ["extra"] * len(comparison.extra)
     table = pa.table(
         {
-            "target": pa.concat_arrays([comparison.missing, comparison.extra]),
+            "target": concat(comparison.missing, comparison.extra),
             "problem": pa.array(problems, pa.string()),
         }
     )
