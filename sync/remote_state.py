@@ -42,7 +42,7 @@ from sync.plan import Holding
 from sync.remote import describe, display_url
 from sync.remote_s3 import LEASE_S, Conflict, LeaseLock, S3Objects
 from sync.report import JobReport
-from sync.state import STATE_VERSION, Journal, StateInfo, StateStore
+from sync.state import Journal, StateInfo, StateStore, begin_event
 
 log = logging.getLogger("np6sync.remote")
 HISTORY_KEPT = 10_000  # runs kept in the history object, which is rewritten whole per run
@@ -141,16 +141,7 @@ class RemoteStateStore:
             self.objects.put(f"{self.journal_prefix}{run:06d}-{seq:06d}.jsonl", data)
 
         journal = RemoteJournal(upload, every_s=self.upload_every_s, every=self.upload_every)
-        journal.record(
-            {
-                "event": "begin",
-                "version": STATE_VERSION,
-                "segment_id": self.segment_id,
-                "key_definition": self.key_definition,
-                "action": action,
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-        )
+        journal.record(begin_event(self.segment_id, self.key_definition, action))
         self._journal = journal
         journal.on_close = self._forget_journal
         return journal

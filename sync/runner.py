@@ -26,7 +26,9 @@ from sync.state import StateStore
 
 if TYPE_CHECKING:
     from sync.np6 import NP6Client
+    from sync.push import PushResult
     from sync.remote_state import RemoteStateStore
+    from sync.state import Journal
 
 log = logging.getLogger("np6sync.run")
 
@@ -194,23 +196,11 @@ def _apply(
     progress: Progress | None,
     timer: PhaseTimer,
 ) -> None:
-    from sync.push import push  # not needed by `validate`, which must start quickly
-
     result = None
     with store.open_journal(plan.action) as journal:
         try:
             with timer("push"):
-                result = push(
-                    plan,
-                    client,
-                    journal,
-                    segment_id=job.segment_id,
-                    chunk_size=job.sync.chunk_size,
-                    concurrency=concurrency,
-                    unicity=job.targets.identify_by == "unicity",
-                    stop=stop,
-                    progress=progress or NullProgress(),
-                )
+                result = push_plan(job, plan, client, journal, concurrency, stop, progress)
         finally:
             # Whatever happened, the state becomes exactly what NP6 acknowledged: the plan
             # applied, when every step was, else the journal's record of each step.
@@ -236,6 +226,31 @@ def _apply(
     if job.normalization is not None:
         client.normalize(job.segment_id, job.normalization.fields)
     report.status = "succeeded"
+
+
+def push_plan(
+    job: Job,
+    plan: Plan,
+    client: NP6Client,
+    journal: Journal,
+    concurrency: int,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Carry out ``plan`` for ``job``, journaling each acknowledged step."""
+    from sync.push import push  # not needed by `validate`, which must start quickly
+
+    return push(
+        plan,
+        client,
+        journal,
+        segment_id=job.segment_id,
+        chunk_size=job.sync.chunk_size,
+        concurrency=concurrency,
+        unicity=job.targets.identify_by == "unicity",
+        stop=stop,
+        progress=progress or NullProgress(),
+    )
 
 
 def _applied(holding: Holding, plan: Plan) -> pa.Array:

@@ -190,16 +190,7 @@ class StateStore:
 
     def open_journal(self, action: str) -> Journal:
         journal = Journal(self.journal_path)
-        journal.record(
-            {
-                "event": "begin",
-                "version": STATE_VERSION,
-                "segment_id": self.segment_id,
-                "key_definition": self.key_definition,
-                "action": action,
-                "at": _now(),
-            }
-        )
+        journal.record(begin_event(self.segment_id, self.key_definition, action))
         return journal
 
     def save(self, keys: pa.Array, pending: pa.Table | None = None) -> None:
@@ -277,6 +268,18 @@ class StateStore:
             f"{holder.get('host', '?')}, started {holder.get('started_at', '?')} "
             f"(lock {self.lock_path})"
         )
+
+
+def begin_event(segment_id: int, key_definition: dict[str, Any], action: str) -> dict[str, Any]:
+    """A run's first journal record: whom the steps after it belong to."""
+    return {
+        "event": "begin",
+        "version": STATE_VERSION,
+        "segment_id": segment_id,
+        "key_definition": key_definition,
+        "action": action,
+        "at": _now(),
+    }
 
 
 class Journal:

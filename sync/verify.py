@@ -19,8 +19,7 @@ from sync.hashing import first_distinct, isin
 from sync.keys import KEY_TYPE, build_keys, concat
 from sync.np6 import NP6Client
 from sync.plan import Plan, no_pending
-from sync.push import push
-from sync.runner import load_keys, store_for
+from sync.runner import load_keys, push_plan, store_for
 from sync.sources import SourceSpec, read_source
 
 
@@ -68,16 +67,7 @@ def verify_job(
             _check_repair(job, before, force)
             plan = Plan("update", before.missing, before.extra, 0, 0, before.segment, 0, "repair")
             with store.open_journal("repair") as journal:
-                result = push(
-                    plan,
-                    client,
-                    journal,
-                    segment_id=job.segment_id,
-                    chunk_size=job.sync.chunk_size,
-                    concurrency=concurrency,
-                    unicity=False,
-                    stop=stop,
-                )
+                result = push_plan(job, plan, client, journal, concurrency, stop)
             if result.error is not None:
                 raise result.error
             after = _compare(client, job.segment_id, source, state)

@@ -109,3 +109,34 @@ def state_snapshot(folder: Path) -> dict[str, bytes]:
         for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.endswith((".lock", ".history.jsonl"))
     }
+
+
+def settings_file(folder: Path, **overrides: Any) -> Path:
+    """Settings with quick retries, so the tests never wait long."""
+    settings = {
+        "concurrency": 2,
+        "max_requests_per_second": 10_000,
+        "retry": {"initial_wait": 0.001, "max_wait": 0.01, "max_attempts": 30},
+        **overrides,
+    }
+    path = folder / "np6.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def np6_client(emulator: Emulator, key: str = API_KEY, attempts: int = 3, **settings: Any):
+    """A client of the emulator whose retries never sleep."""
+    from sync.config import RetryConfig, Settings
+    from sync.np6 import ClientStats, NP6Client, make_session, retry_policy
+
+    config = Settings(base_url=emulator.url, **settings)
+    stats = ClientStats()
+    return NP6Client(
+        make_session(config, key),
+        config,
+        key,
+        policy=lambda: retry_policy(
+            RetryConfig(max_attempts=attempts), 1e18, stats=stats, sleep=lambda s: None
+        ),
+        stats=stats,
+    )

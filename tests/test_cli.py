@@ -8,26 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import API_KEY, SEGMENT, emails, make_job, write_csv
+from conftest import API_KEY, SEGMENT, emails, make_job, settings_file, write_csv
 from sync.emulator import Emulator
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    """Settings with quick retries, so the tests never wait long."""
-    path = tmp_path / "np6.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "concurrency": 4,
-                "max_requests_per_second": 1000,
-                "retry": {"initial_wait": 0.01, "max_wait": 0.05, "max_attempts": 6},
-            }
-        )
-    )
-    return path
+    return settings_file(tmp_path, concurrency=4)
 
 
 def puts(emulator: Emulator) -> list:
@@ -222,8 +210,7 @@ def test_an_incremental_run_sends_only_the_puts_it_needs(tmp_path, emulator, cli
 
 
 def test_the_request_rate_is_never_exceeded_in_any_second(tmp_path, emulator, cli) -> None:
-    config = tmp_path / "np6.yaml"
-    config.write_text(yaml.safe_dump({"concurrency": 8, "max_requests_per_second": 10}))
+    config = settings_file(tmp_path, concurrency=8, max_requests_per_second=10)
     job = make_job(tmp_path, sync={"chunk_size": 10})
     write_csv(tmp_path / "list.csv", emails(0, 250))
     assert cli("run", job, "--config", config).code == 0
@@ -234,16 +221,7 @@ def test_the_request_rate_is_never_exceeded_in_any_second(tmp_path, emulator, cl
 
 
 def test_429s_lower_the_concurrency_and_the_run_succeeds(tmp_path, emulator, cli) -> None:
-    config = tmp_path / "np6.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "concurrency": 8,
-                "max_requests_per_second": 1000,
-                "retry": {"initial_wait": 0.01, "max_wait": 0.05, "max_attempts": 20},
-            }
-        )
-    )
+    config = settings_file(tmp_path, concurrency=8)
     job = make_job(tmp_path, sync={"chunk_size": 10})
     write_csv(tmp_path / "list.csv", emails(0, 600))
     emulator.inject("429", "429-retry-after", "429")

@@ -5,17 +5,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conftest import API_KEY
-from sync.config import RetryConfig, Settings
+from conftest import API_KEY, np6_client
+from sync.config import RetryConfig
 from sync.emulator import Emulator
 from sync.errors import FatalApiError, RetriableApiError
 from sync.np6 import (
     AdaptiveConcurrency,
     ClientStats,
-    NP6Client,
     RateLimiter,
     classify,
-    make_session,
     parse_retry_after,
     retry_policy,
 )
@@ -161,22 +159,8 @@ def test_rate_limiter_pauses_when_the_quota_is_spent() -> None:
     assert limiter.acquire() == pytest.approx(3.0)
 
 
-def client_for(emulator: Emulator, key: str = API_KEY, **settings: object) -> NP6Client:
-    config = Settings(base_url=emulator.url, **settings)  # type: ignore[arg-type]
-    stats = ClientStats()
-    return NP6Client(
-        make_session(config, key),
-        config,
-        key,
-        policy=lambda: retry_policy(
-            RetryConfig(max_attempts=3), 1e18, stats=stats, sleep=lambda s: None
-        ),
-        stats=stats,
-    )
-
-
 def test_the_client_adds_clears_and_normalizes(emulator: Emulator) -> None:
-    client = client_for(emulator)
+    client = np6_client(emulator)
     try:
         assert client.add_targets(1234, ["a", "b"]) == 2
         assert client.add_targets(1234, ["b", "c"]) == 1
@@ -193,7 +177,7 @@ def test_the_client_adds_clears_and_normalizes(emulator: Emulator) -> None:
 
 
 def test_transient_errors_are_retried(emulator: Emulator) -> None:
-    client = client_for(emulator)
+    client = np6_client(emulator)
     emulator.inject("429", "drop")
     try:
         assert client.add_targets(1234, ["a"]) == 1
@@ -214,7 +198,7 @@ def test_fatal_errors_name_call_status_request_id_never_the_key(
     key: str, segment: int, status: int, hint: str
 ) -> None:
     with Emulator(API_KEY, segments=[1234], echo_headers_on_error=True) as emulator:
-        client = client_for(emulator, key=key)
+        client = np6_client(emulator, key=key)
         try:
             with pytest.raises(FatalApiError) as error:
                 client.add_targets(segment, ["a"])

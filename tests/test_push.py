@@ -9,11 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import API_KEY, SEGMENT
-from sync.config import RetryConfig, Settings, SyncConfig
+from conftest import SEGMENT, np6_client
+from sync.config import SyncConfig
 from sync.emulator import Emulator
 from sync.keys import KEY_TYPE
-from sync.np6 import ClientStats, NP6Client, make_session, retry_policy
 from sync.plan import Holding, make_plan
 from sync.push import _chunks, push
 from sync.state import StateStore
@@ -28,20 +27,6 @@ def test_chunking_loses_and_repeats_nothing(keys: list[str], size: int) -> None:
     assert len(chunks) == -(-len(keys) // size)
 
 
-def client(emulator: Emulator, attempts: int = 5) -> NP6Client:
-    config = Settings(base_url=emulator.url, concurrency=4)
-    stats = ClientStats()
-    return NP6Client(
-        make_session(config, API_KEY),
-        config,
-        API_KEY,
-        policy=lambda: retry_policy(
-            RetryConfig(max_attempts=attempts), 1e18, stats=stats, sleep=lambda s: None
-        ),
-        stats=stats,
-    )
-
-
 def keys(start: int, stop: int) -> pa.Array:
     return pa.array([f"k{n}" for n in range(start, stop)], KEY_TYPE)
 
@@ -53,7 +38,7 @@ def store(tmp_path: Path) -> StateStore:
 
 def test_every_acknowledged_chunk_is_journaled(emulator: Emulator, store: StateStore) -> None:
     plan = make_plan(Holding.empty(), keys(0, 333), SyncConfig())
-    np6 = client(emulator)
+    np6 = np6_client(emulator, attempts=5, concurrency=4)
     with store.open_journal(plan.action) as journal:
         result = push(plan, np6, journal, segment_id=SEGMENT, chunk_size=50, concurrency=4)
     np6.close()
@@ -70,7 +55,7 @@ def test_a_fatal_error_stops_sending_and_keeps_what_was_acknowledged(
     emulator: Emulator, store: StateStore
 ) -> None:
     plan = make_plan(Holding.empty(), keys(0, 1000), SyncConfig())
-    np6 = client(emulator)
+    np6 = np6_client(emulator, attempts=5, concurrency=4)
     calls = {"n": 0}
     original = np6.add_targets
 
@@ -93,7 +78,7 @@ def test_a_stop_request_sends_no_new_chunk(emulator: Emulator, store: StateStore
     stop = threading.Event()
     stop.set()
     plan = make_plan(Holding.empty(), keys(0, 500), SyncConfig())
-    np6 = client(emulator)
+    np6 = np6_client(emulator, attempts=5, concurrency=4)
     with store.open_journal(plan.action) as journal:
         result = push(
             plan, np6, journal, segment_id=SEGMENT, chunk_size=50, concurrency=2, stop=stop
@@ -108,7 +93,7 @@ def test_a_reload_records_the_clear_before_and_after(emulator: Emulator, store: 
     plan = make_plan(
         Holding(keys(0, 0).cast(KEY_TYPE)), keys(0, 10), SyncConfig(), full_refresh=True
     )
-    np6 = client(emulator)
+    np6 = np6_client(emulator, attempts=5, concurrency=4)
     with store.open_journal(plan.action) as journal:
         push(plan, np6, journal, segment_id=SEGMENT, chunk_size=50, concurrency=2)
     np6.close()

@@ -11,23 +11,19 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import API_KEY, SEGMENT, emails, make_job, run_process, state_snapshot, write_csv
+from conftest import (
+    API_KEY,
+    SEGMENT,
+    emails,
+    make_job,
+    run_process,
+    settings_file,
+    state_snapshot,
+    write_csv,
+)
 from sync.emulator import Emulator
 from sync.state import StateStore
-
-
-def settings_file(folder: Path, **overrides: object) -> Path:
-    settings = {
-        "concurrency": 2,
-        "max_requests_per_second": 10_000,
-        "retry": {"initial_wait": 0.001, "max_wait": 0.01, "max_attempts": 30},
-        **overrides,
-    }
-    path = folder / "np6.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    return path
 
 
 def emails_set(start: int, stop: int) -> set[str]:

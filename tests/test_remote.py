@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
-from conftest import SEGMENT, emails, make_job, run_process, write_csv
+from conftest import SEGMENT, emails, make_job, run_process, settings_file, write_csv
 from sync.emulator import Emulator
 from sync.errors import LockedError
 from sync.remote_state import RemoteStateStore
@@ -114,18 +113,6 @@ class Remote:
 def remote(s3_server: S3Server, env: dict[str, str]) -> Remote:
     prefix = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/"
     return Remote(prefix, {**env, **s3_server.env}, s3_server.fs)
-
-
-def settings_file(folder: Path, **overrides: object) -> Path:
-    settings = {
-        "concurrency": 2,
-        "max_requests_per_second": 10_000,
-        "retry": {"initial_wait": 0.001, "max_wait": 0.01, "max_attempts": 30},
-        **overrides,
-    }
-    path = folder / "np6.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    return path
 
 
 def remote_job(folder: Path, remote: Remote, **overrides: Any) -> Path:
