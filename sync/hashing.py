@@ -43,7 +43,7 @@ def _digests(keys: pa.Array | pa.ChunkedArray) -> pl.Series:
         halves = pl.DataFrame({f"h{i}": strings.hash(seed) for i, seed in enumerate(_SEEDS)})
         wide = pl.col("h0").cast(pl.UInt128) * (1 << 64) + pl.col("h1").cast(pl.UInt128)
         parts.append(halves.select(wide).to_series())
-    return pl.concat(parts) if parts else pl.Series(dtype=pl.UInt128)
+    return pl.concat(parts, rechunk=False) if parts else pl.Series(dtype=pl.UInt128)
 
 
 def first_distinct(keys: pa.Array | pa.ChunkedArray, small: int = SMALL) -> pa.Array:

@@ -6,7 +6,7 @@ Everything here works on whole Arrow arrays; there is no per-row Python on this 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -66,6 +66,20 @@ def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> K
     is missing or empty after its transforms, or, in id mode, when the key does not
     look like an NP6 target id.
     """
+    return distinct(collect_keys(table, targets, first_row))
+
+
+def distinct(keyset: KeySet) -> KeySet:
+    """The same key set with each key once, at its first appearance."""
+    return replace(keyset, keys=first_distinct(keyset.keys))
+
+
+def collect_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> KeySet:
+    """The valid keys of every row, duplicates included, and the rejected rows.
+
+    Apart from ``distinct`` so that a caller can let go of the source's columns first:
+    finding duplicates is the step that needs the most memory.
+    """
     reasons = [f"{what} {column}" for column in targets.columns for what in ("missing", "empty")]
     reasons.append("not an NP6 target id (8 letters or digits)")
     valid: list[pa.Array] = []
@@ -82,7 +96,7 @@ def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> K
     rejects = pa.concat_tables(rejected)
     counts = pc.value_counts(rejects.column(1)) if rejects.num_rows else []
     return KeySet(
-        keys=first_distinct(valid_keys),
+        keys=valid_keys,
         rows_read=table.num_rows,
         valid_rows=len(valid_keys),
         rejected=rejects,

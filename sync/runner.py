@@ -17,7 +17,7 @@ import pyarrow.csv as pacsv
 from sync.config import Job
 from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
 from sync.hashing import first_distinct, isin
-from sync.keys import KeySet, build_keys, concat
+from sync.keys import KeySet, build_keys, collect_keys, concat, distinct
 from sync.plan import Holding, Plan, check_safeguards, make_plan
 from sync.progress import NullProgress, Progress
 from sync.report import JobReport, Requests
@@ -61,8 +61,10 @@ def run_job(
             with timer("read"):
                 source = _read_source(job)
             with timer("keys"):
-                keyset = build_keys(source.table, job.targets, source.first_row)
-                del source  # the key columns are no longer needed: free them early
+                collected = collect_keys(source.table, job.targets, source.first_row)
+                del source  # the source's columns are not needed any more: free them first
+                keyset = distinct(collected)
+                del collected
             _count_keys(report, keyset)
             with timer("state_read"):
                 holding = _load_holding(store, options)
@@ -209,8 +211,11 @@ def _apply(
                     store.save(_applied(holding, plan), plan.pending)
                 else:
                     after = store.load()
-                    pending = plan.pending if plan.pending_changed else after.pending
-                    store.save(after.keys, pending)
+                    # A clear that NP6 may or may not have done must stay on record in the
+                    # journal, so that the next run reloads instead of trusting old keys.
+                    if after.certain:
+                        pending = plan.pending if plan.pending_changed else after.pending
+                        store.save(after.keys, pending)
     report.targets_sent = result.targets_sent
     report.targets_accepted = result.targets_accepted
     report.targets_removed = result.targets_removed
