@@ -155,10 +155,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sync.config import load_job, load_settings
     from sync.progress import make_progress
     from sync.report import JobReport, RunReport, render_table
-    from sync.runner import RunOptions, run_job
+    from sync.runner import RunOptions, release_memory_promptly, run_job
     from sync.summary import write_summary
 
     settings = load_settings(_config_path(args.config))
+    release_memory_promptly()
     options = RunOptions(dry_run=args.dry_run, full_refresh=args.full_refresh, force=args.force)
     connect = _connector(settings, needed=not args.dry_run)
     report = RunReport()

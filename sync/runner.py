@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -137,6 +138,23 @@ def run_job(
         },
     )
     return report
+
+
+def release_memory_promptly() -> None:
+    """Use jemalloc, returning freed memory at once, for Arrow's buffers.
+
+    Arrow's default pool (mimalloc) keeps freed memory in the heap of the thread that
+    allocated it, so what the CSV reader's threads freed is not reused for the state and
+    the diff: at ten million rows that makes a peak of ~2.9 GiB instead of ~2.0 GiB.
+    ARROW_DEFAULT_MEMORY_POOL, when set, still decides.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        pass  # a pyarrow built without jemalloc keeps its default
 
 
 def store_for(job: Job) -> StateStore | RemoteStateStore:
