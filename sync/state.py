@@ -112,7 +112,7 @@ class StateStore:
             table = pq.read_table(self.path, columns=["key", "pending_since"])
         except (OSError, pa.ArrowException, KeyError) as exc:
             raise StateError(f"{self.path}: unreadable state file ({exc}); {_REMEDY}") from None
-        keys = table["key"].combine_chunks().cast(KEY_TYPE)
+        keys = table["key"].cast(KEY_TYPE)
         since = table["pending_since"].combine_chunks()
         pending = pa.Table.from_arrays([keys, since.cast(pa.string())], schema=PENDING_SCHEMA)
         pending = pending.filter(pc.is_valid(since)) if since.null_count < len(since) else None
