@@ -388,7 +388,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _config_path(path: Path | None) -> Path | None:
     if path is not None:
         return path
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+    try:
+        present = DEFAULT_CONFIG.is_file()
+    except OSError:  # there, but not ours to read: load_settings says so
+        present = True
+    return DEFAULT_CONFIG if present else None
 
 
 class _StopOnSignals:

@@ -77,8 +77,15 @@ class Result:
 
 
 @pytest.fixture
-def cli(env: dict[str, str], capsys: pytest.CaptureFixture[str]):
-    """Run the real command line in-process against the emulator."""
+def cli(
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Run the real command line in-process against the emulator, from a working
+    directory of its own (the repository's config/np6.yaml must not leak in)."""
+    monkeypatch.chdir(tmp_path)
 
     def run(*args: str | Path) -> Result:
         capsys.readouterr()

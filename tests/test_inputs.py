@@ -219,9 +219,11 @@ def test_a_bad_file_stops_the_run_and_changes_nothing(
     source: dict[str, str],
     spoil: Spoil,
     phrases: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     as_nobody = spoil is _unreadable
     with _folder(tmp_path, as_nobody) as folder:
+        monkeypatch.chdir(folder)  # a working directory nobody may enter, without settings
         job = make_job(folder, source={"path": name, **source})
         path = folder / name
         _write_good(path, source.get("encoding", "utf-8"))
