@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the example job against a built-in emulator")
     demo.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(func=_cmd_demo, quiet=True)  # the demo prints its own reports
     return parser
 
 

@@ -197,6 +197,7 @@ def test_demo_runs_the_example_and_reports(cli) -> None:
     assert result.out.count("succeeded") == 3
     assert "no_changes" in result.out
     assert "the emulated segment now holds 1,035 targets" in result.out
+    assert '{"ts"' not in result.out + result.err  # the reports, not log lines
 
 
 def test_an_incremental_run_sends_only_the_puts_it_needs(tmp_path, emulator, cli, config) -> None:
