@@ -4,16 +4,20 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+import requests
+import requests.adapters
 
 from conftest import API_KEY, np6_client
-from sync.config import RetryConfig
+from sync.config import RetryConfig, Settings
 from sync.emulator import Emulator
 from sync.errors import FatalApiError, RetriableApiError
 from sync.np6 import (
     AdaptiveConcurrency,
     ClientStats,
+    NP6Client,
     RateLimiter,
     classify,
+    make_session,
     parse_retry_after,
     retry_policy,
 )
@@ -233,3 +237,45 @@ def test_adaptive_concurrency_holds_requests_past_the_limit() -> None:
         assert not entered.wait(0.05)
     assert entered.wait(1)
     waiter.join()
+
+
+class _Recorder(requests.adapters.BaseAdapter):
+    """Answers every request with 200 and 1, keeping what was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        self.sent.append(request)
+        answer = requests.Response()
+        answer.status_code, answer._content, answer.request = 200, b"1", request
+        return answer
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("media_type", "unicity", "accept"),
+    [
+        pytest.param(None, True, "application/json", id="default"),
+        pytest.param("application/vnd.mperf.v8.unicity", True, "application/vnd.mperf.v8.unicity",
+                     id="unicity-media-type"),
+        pytest.param("application/vnd.mperf.v8.unicity", False, "application/json", id="id-mode"),
+    ],
+)  # fmt: skip
+def test_the_unicity_media_type_is_sent_only_with_unicity_values(
+    media_type: str | None, unicity: bool, accept: str
+) -> None:
+    settings = Settings(base_url="http://np6.invalid", unicity_media_type=media_type)
+    session = make_session(settings, API_KEY)
+    recorder = _Recorder()
+    session.mount("http://", recorder)
+    client = NP6Client(session, settings, API_KEY, policy=lambda: retry_policy(RetryConfig(), 1e18))
+    assert client.add_targets(7, ["a@x.fr"], unicity=unicity) == 1
+    client.close()
+    (request,) = recorder.sent
+    assert request.headers["Accept"] == accept
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"].startswith("np6-sync/")
