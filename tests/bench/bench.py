@@ -616,21 +616,8 @@ class Bench:
                 r.scenario, f"{r.rows:,}" if r.rows else "", *ph, f"{r.wall:.2f}",
                 f"{r.rss_mib:.0f}", req(r.put), req(r.delete), r.ratio, r.verdict, r.target,
             ])  # fmt: skip
-        widths = [max(len(str(x)) for x in col) for col in zip(heads, *lines, strict=True)]
-        right = set(range(1, len(heads) - 3))
-
-        def fmt(cells: list[str]) -> str:
-            return "  ".join(
-                c.rjust(w) if i in right else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip()
-
-        print()
-        print(fmt(heads))
-        print(fmt(["-" * w for w in widths]))
-        for line in lines:
-            print(fmt(line))
-        print()
+        left = {0, len(heads) - 3, len(heads) - 2, len(heads) - 1}
+        print_table(heads, lines, left)
         for note in self.notes:
             print(f"* {note}")
         print(
@@ -650,6 +637,24 @@ def _median_row(runs: list[Row]) -> Row:
     if len(runs) > 1:
         row.scenario += f" (median of {len(runs)})"
     return row
+
+
+def print_table(heads: list[str], lines: list[list[str]], left: set[int]) -> None:
+    """A blank line, the table (numbers right-aligned), and a blank line."""
+    widths = [max(len(str(x)) for x in col) for col in zip(heads, *lines, strict=True)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    print()
+    print(fmt(heads))
+    print(fmt(["-" * w for w in widths]))
+    for line in lines:
+        print(fmt(line))
+    print()
 
 
 def main() -> int:

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from bench import API_KEY, CHUNK_SIZE, DATA, NP6, SEED, Proc, run_process
+from bench import print_table as render_table
 
 from sync.emulator import Call, Emulator
 
@@ -266,21 +267,7 @@ def print_table(outcomes: list[Outcome], notes: list[str]) -> None:
             f"{o.incomplete_s:.2f}", f"{o.report['pending_removals']:,}",
             f"{'=' if o.segment_ok else '!='} {want}", "ok" if not o.checks else "FAIL",
         ])  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(heads, *lines, strict=True)]
-    left = {0, 1, 13, 14}
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    print()
-    print(fmt(heads))
-    print(fmt(["-" * w for w in widths]))
-    for line in lines:
-        print(fmt(line))
-    print()
+    render_table(heads, lines, left={0, 1, 13, 14})
     for o in outcomes:
         for problem in o.checks:
             print(f"FAIL {o.strategy}: {problem}")
