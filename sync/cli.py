@@ -202,13 +202,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
     """Build NP6 clients on demand: a run with nothing to do opens no connection."""
+    from sync.logs import add_secret
     from sync.np6 import client_factory
 
     key = os.environ.get(settings.api_key_env, "")
     if needed and not key:
         raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
-    from sync.logs import add_secret
-
     add_secret(key)
     return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
 
