@@ -70,10 +70,6 @@ class SyncError(Np6SyncError):
     exit_code = EXIT_FAILED
 
 
-class Interrupted(SyncError):
-    """SIGTERM or SIGINT arrived; the chunks in flight finished and the state was saved."""
-
-
 class ApiError(SyncError):
     """NP6 answered with an error, or could not be reached.
 

@@ -27,7 +27,6 @@ class PushResult:
     targets_accepted: int = 0
     chunks_acknowledged: int = 0
     targets_removed: int = 0  # per-target removals NP6 acknowledged
-    cleared: bool = False
     interrupted: bool = False
     error: ApiError | None = None  # the first error retries could not overcome
 
@@ -56,7 +55,6 @@ def push(
         journal.record({"event": "clearing"})
         client.clear_segment(segment_id)
         journal.record({"event": "cleared"})
-        result.cleared = True
 
     def add(chunk: list[str]) -> int:
         accepted = client.add_targets(segment_id, chunk, unicity=unicity)

@@ -75,10 +75,6 @@ class RemoteStateStore:
         self._lock: LeaseLock | None = None
 
     @property
-    def location(self) -> str:
-        return self.path
-
-    @property
     def objects(self) -> S3Objects:
         if self._objects is None:
             self._objects = S3Objects(self.url)

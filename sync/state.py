@@ -63,10 +63,6 @@ class StateStore:
         self.journal_path = path.with_name(path.name + ".journal")
         self.lock_path = path.with_name(path.name + ".lock")
 
-    @property
-    def location(self) -> str:
-        return str(self.path)
-
     def has_journal(self) -> bool:
         """Whether an unfinished run left steps to fold into the state."""
         return self.journal_path.exists()
