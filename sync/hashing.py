@@ -56,10 +56,40 @@ def first_distinct(keys: pa.Array | pa.ChunkedArray, small: int = SMALL) -> pa.A
     return pc.filter(keys, first.to_arrow())
 
 
+class Overlap:
+    """Which keys of two arrays the other one holds, each array hashed at most once:
+    a plan asks both ways, and so does a read-back."""
+
+    def __init__(
+        self,
+        left: pa.Array | pa.ChunkedArray,
+        right: pa.Array | pa.ChunkedArray,
+        small: int = SMALL,
+    ) -> None:
+        self.left, self.right = left, right
+        # Arrow's own lookup for small arrays, and whenever a side is empty.
+        self.direct = len(left) + len(right) < small or not len(left) or not len(right)
+        self._digests: dict[str, pl.Series] = {}
+
+    def left_in_right(self) -> pa.BooleanArray:
+        return self._isin("left", "right")
+
+    def right_in_left(self) -> pa.BooleanArray:
+        return self._isin("right", "left")
+
+    def _isin(self, values: str, value_set: str) -> pa.BooleanArray:
+        if self.direct:
+            return pc.is_in(getattr(self, values), value_set=getattr(self, value_set))
+        return self._side(values).is_in(self._side(value_set).implode()).to_arrow()
+
+    def _side(self, name: str) -> pl.Series:
+        if name not in self._digests:
+            self._digests[name] = _digests(getattr(self, name))
+        return self._digests[name]
+
+
 def isin(
     values: pa.Array | pa.ChunkedArray, value_set: pa.Array | pa.ChunkedArray, small: int = SMALL
 ) -> pa.BooleanArray:
     """For each value, whether it is in ``value_set`` (like ``pc.is_in``)."""
-    if len(values) + len(value_set) < small or not len(values) or not len(value_set):
-        return pc.is_in(values, value_set=value_set)
-    return _digests(values).is_in(_digests(value_set).implode()).to_arrow()
+    return Overlap(values, value_set, small).left_in_right()

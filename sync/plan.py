@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.config import SyncConfig
-from sync.hashing import isin
+from sync.hashing import Overlap
 from sync.keys import KEY_TYPE, KeySet
 
 # append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
@@ -86,11 +86,13 @@ def make_plan(
     today: date | None = None,
 ) -> Plan:
     previous = holding.keys
-    added_keys = pc.filter(source, pc.invert(isin(source, previous)))
+    overlap = Overlap(source, previous)
+    added_keys = pc.filter(source, pc.invert(overlap.left_in_right()))
     # Both sides are distinct, so the count of removals needs no second lookup; the
     # removed keys themselves are only looked for when there are some.
     removed = len(previous) - (len(source) - len(added_keys))
-    gone = pc.filter(previous, pc.invert(isin(previous, source))) if removed else previous[:0]
+    gone = pc.filter(previous, pc.invert(overlap.right_in_left())) if removed else previous[:0]
+    del overlap  # its digests are not needed past the diff
     chunk = rules.chunk_size
     empty = pa.array([], KEY_TYPE)
     costs = _costs(len(source), len(added_keys), len(gone), chunk, by_id)

@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 
 from sync.config import Job
 from sync.errors import RefusedError, UsageError
-from sync.hashing import first_distinct, isin
+from sync.hashing import Overlap, first_distinct
 from sync.keys import KEY_TYPE, build_keys, concat
 from sync.np6 import NP6Client
 from sync.plan import Plan, no_pending
@@ -25,11 +25,15 @@ from sync.sources import SourceSpec, read_source
 
 @dataclass
 class Comparison:
-    segment: int  # targets the segment holds
+    members: pa.Array  # what the segment holds
     source: int  # keys of the source
     missing: pa.Array  # in the source, not in the segment
     extra: pa.Array  # in the segment, not in the source
     state_drift: int  # keys the state and the segment disagree on
+
+    @property
+    def segment(self) -> int:
+        return len(self.members)
 
     @property
     def equal(self) -> bool:
@@ -73,7 +77,7 @@ def verify_job(
             after = _compare(client, job.segment_id, source, state)
         # The segment itself is the truth: the state follows it, so the next run
         # corrects any difference that is left.
-        store.save(_members(client, job.segment_id), no_pending())
+        store.save((after or before).members, no_pending())
     return VerifyResult(before, after, listing)
 
 
@@ -103,12 +107,13 @@ def _members(client: NP6Client, segment_id: int) -> pa.Array:
 
 def _compare(client: NP6Client, segment_id: int, source: pa.Array, state: pa.Array) -> Comparison:
     members = _members(client, segment_id)
-    missing = pc.filter(source, pc.invert(isin(source, members)))
-    extra = pc.filter(members, pc.invert(isin(members, source)))
-    unknown_to_state = pc.sum(pc.invert(isin(members, state))).as_py() or 0
-    gone_from_segment = pc.sum(pc.invert(isin(state, members))).as_py() or 0
+    against_source, against_state = Overlap(members, source), Overlap(members, state)
+    missing = pc.filter(source, pc.invert(against_source.right_in_left()))
+    extra = pc.filter(members, pc.invert(against_source.left_in_right()))
+    unknown_to_state = pc.sum(pc.invert(against_state.left_in_right())).as_py() or 0
+    gone_from_segment = pc.sum(pc.invert(against_state.right_in_left())).as_py() or 0
     drift = int(unknown_to_state) + int(gone_from_segment)
-    return Comparison(len(members), len(source), missing, extra, drift)
+    return Comparison(members, len(source), missing, extra, drift)
 
 
 def _write_listing(job: Job, comparison: Comparison) -> Path | None:
