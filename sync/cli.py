@@ -21,8 +21,8 @@ from sync.errors import EXIT_USAGE, ConfigError, Np6SyncError, UsageError
 
 if TYPE_CHECKING:
     from sync.config import Job, Settings
-    from sync.np6 import NP6Client
-    from sync.report import JobReport
+    from sync.np6.client import NP6Client
+    from sync.report.model import JobReport
     from sync.verify import Comparison
 
 log = logging.getLogger("np6sync")
@@ -32,7 +32,7 @@ DEFAULT_CONFIG = Path("config/np6.yaml")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    from sync.logs import setup_logging
+    from sync.console.logs import setup_logging
 
     setup_logging(
         getattr(args, "log_format", "auto"),
@@ -153,10 +153,10 @@ def _job_arguments(parser: argparse.ArgumentParser, reports: bool = True) -> Non
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from sync.config import load_job, load_settings
-    from sync.progress import make_progress
-    from sync.report import JobReport, RunReport, render_table
+    from sync.console.progress import make_progress
+    from sync.report.markdown import write_summary
+    from sync.report.model import JobReport, RunReport, render_table
     from sync.runner import RunOptions, release_memory_promptly, run_job
-    from sync.summary import write_summary
 
     settings = load_settings(_config_path(args.config))
     release_memory_promptly()
@@ -202,8 +202,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
     """Build NP6 clients on demand: a run with nothing to do opens no connection."""
-    from sync.logs import add_secret
-    from sync.np6 import client_factory
+    from sync.console.logs import add_secret
+    from sync.np6.client import client_factory
 
     key = os.environ.get(settings.api_key_env, "")
     if needed and not key:
@@ -216,13 +216,13 @@ def _record_history(
     job: Job, report: JobReport, started_at: datetime, args: argparse.Namespace
 ) -> None:
     """One line per run beside the state; a full disk must not fail a sync that worked."""
-    from sync.history import append_history
+    from sync.state.history import append_history
 
     flags = [f for f, on in (("full-refresh", args.full_refresh), ("force", args.force)) if on]
     command = " ".join(["run", *(f"--{f}" for f in flags)])
     try:
         if job.state_url is not None:
-            from sync.remote_state import RemoteStateStore
+            from sync.state.s3 import RemoteStateStore
 
             store = RemoteStateStore(job.state_url, job.segment_id, job.targets.definition())
             store.append_history(report, started_at=started_at, command=command)
@@ -296,9 +296,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_state_show(args: argparse.Namespace) -> int:
     from sync.config import load_job
-    from sync.history import read_history
     from sync.runner import store_for
-    from sync.state import StateStore
+    from sync.state.history import read_history
+    from sync.state.local import StateStore
 
     for path in args.jobs:
         job = load_job(path)
@@ -379,7 +379,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from sync.demo import run_demo
+    from sync.commands.demo import run_demo
 
     return run_demo(args.keep)
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from sync.console.progress import NullProgress, Progress
+from sync.core.plan import Plan
 from sync.errors import ApiError
-from sync.np6 import NP6Client
-from sync.plan import Plan
-from sync.progress import NullProgress, Progress
-from sync.state import Journal
+from sync.np6.client import NP6Client
+from sync.state.local import Journal
 
 
 @dataclass

@@ -16,20 +16,20 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sync.config import Job
+from sync.console.progress import NullProgress, Progress
+from sync.core.hashing import first_distinct, isin
+from sync.core.keys import KeySet, build_keys, collect_keys, concat, distinct
+from sync.core.plan import Holding, Plan, check_safeguards, make_plan
 from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
-from sync.hashing import first_distinct, isin
-from sync.keys import KeySet, build_keys, collect_keys, concat, distinct
-from sync.plan import Holding, Plan, check_safeguards, make_plan
-from sync.progress import NullProgress, Progress
-from sync.report import JobReport, Requests
-from sync.sources import SourceSpec, SourceTable, read_source
-from sync.state import StateStore
+from sync.read.sources import SourceSpec, SourceTable, read_source
+from sync.report.model import JobReport, Requests
+from sync.state.local import StateStore
 
 if TYPE_CHECKING:
-    from sync.np6 import NP6Client
+    from sync.np6.client import NP6Client
     from sync.push import PushResult
-    from sync.remote_state import RemoteStateStore
-    from sync.state import Journal
+    from sync.state.local import Journal
+    from sync.state.s3 import RemoteStateStore
 
 log = logging.getLogger("np6sync.run")
 
@@ -160,7 +160,7 @@ def release_memory_promptly() -> None:
 def store_for(job: Job) -> StateStore | RemoteStateStore:
     """The job's state, wherever ``state.path`` puts it (a local file, or s3://)."""
     if job.state_url is not None:
-        from sync.remote_state import RemoteStateStore
+        from sync.state.s3 import RemoteStateStore
 
         return RemoteStateStore(job.state_url, job.segment_id, job.targets.definition())
     return StateStore(job.state_path, job.segment_id, job.targets.definition())
@@ -174,7 +174,7 @@ def load_keys(job: Job) -> KeySet:
 def _read_source(job: Job) -> SourceTable:
     if job.source_url is None:
         return read_source(_source_spec(job), job.targets.columns)
-    from sync.remote import read_remote_source
+    from sync.read.remote import read_remote_source
 
     return read_remote_source(job.source_url, _source_spec(job), job.targets.columns)
 

@@ -14,13 +14,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sync.config import Job
+from sync.core.hashing import Overlap, first_distinct
+from sync.core.keys import KEY_TYPE, build_keys, concat
+from sync.core.plan import Plan, no_pending
 from sync.errors import RefusedError, UsageError
-from sync.hashing import Overlap, first_distinct
-from sync.keys import KEY_TYPE, build_keys, concat
-from sync.np6 import NP6Client
-from sync.plan import Plan, no_pending
+from sync.np6.client import NP6Client
+from sync.read.sources import SourceSpec, read_source
 from sync.runner import load_keys, push_plan, store_for
-from sync.sources import SourceSpec, read_source
 
 
 @dataclass

@@ -134,7 +134,7 @@ def settings_file(folder: Path, **overrides: Any) -> Path:
 def np6_client(emulator: Emulator, key: str = API_KEY, attempts: int = 3, **settings: Any):
     """A client of the emulator whose retries never sleep."""
     from sync.config import RetryConfig, Settings
-    from sync.np6 import ClientStats, NP6Client, make_session, retry_policy
+    from sync.np6.client import ClientStats, NP6Client, make_session, retry_policy
 
     config = Settings(base_url=emulator.url, **settings)
     stats = ClientStats()

@@ -5,8 +5,8 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.hashing import first_distinct, isin
-from sync.keys import KEY_TYPE
+from sync.core.hashing import first_distinct, isin
+from sync.core.keys import KEY_TYPE
 
 texts = st.lists(st.text(max_size=5), max_size=60)
 

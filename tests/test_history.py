@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sync import __version__
-from sync.history import append_history, history_path, read_history
-from sync.report import JobReport, Requests
+from sync.report.model import JobReport, Requests
+from sync.state.history import append_history, history_path, read_history
 
 STARTED = datetime(2024, 5, 1, 6, 0, 0, tzinfo=UTC)
 

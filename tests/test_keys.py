@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.config import TargetsConfig
-from sync.keys import build_keys
+from sync.core.keys import build_keys
 
 
 def keys_of(values: dict[str, list[str | None]], **targets: object) -> list[str]:

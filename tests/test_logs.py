@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sync.logs import (
+from sync.console.logs import (
     REDACTED,
     JsonFormatter,
     RedactFilter,

@@ -11,7 +11,7 @@ from conftest import API_KEY, np6_client
 from sync.config import RetryConfig, Settings
 from sync.emulator import Emulator
 from sync.errors import FatalApiError, RetriableApiError
-from sync.np6 import (
+from sync.np6.client import (
     AdaptiveConcurrency,
     ClientStats,
     NP6Client,

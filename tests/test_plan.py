@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.config import SyncConfig
-from sync.keys import KEY_TYPE, KeySet
-from sync.plan import PENDING_SCHEMA, Cost, Holding, check_safeguards, make_plan
+from sync.core.keys import KEY_TYPE, KeySet
+from sync.core.plan import PENDING_SCHEMA, Cost, Holding, check_safeguards, make_plan
 
 
 def arr(values: list[str]) -> pa.Array:

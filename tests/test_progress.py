@@ -7,7 +7,7 @@ import select
 
 import pytest
 
-from sync.progress import (
+from sync.console.progress import (
     LogProgress,
     NullProgress,
     TerminalProgress,

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from conftest import SEGMENT, np6_client
 from sync.config import SyncConfig
+from sync.core.keys import KEY_TYPE
+from sync.core.plan import Holding, make_plan
 from sync.emulator import Emulator
-from sync.keys import KEY_TYPE
-from sync.plan import Holding, make_plan
 from sync.push import _chunks, push
-from sync.state import StateStore
+from sync.state.local import StateStore
 
 
 @settings(max_examples=200, deadline=None)

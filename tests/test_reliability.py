@@ -23,7 +23,7 @@ from conftest import (
     write_csv,
 )
 from sync.emulator import Emulator
-from sync.state import StateStore
+from sync.state.local import StateStore
 
 
 def emails_set(start: int, stop: int) -> set[str]:

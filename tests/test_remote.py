@@ -25,7 +25,7 @@ import requests
 from conftest import SEGMENT, emails, make_job, run_process, settings_file, write_csv
 from sync.emulator import Emulator
 from sync.errors import LockedError
-from sync.remote_state import RemoteStateStore
+from sync.state.s3 import RemoteStateStore
 
 BUCKET = "np6-sync-test"
 FAKE_AWS_KEY = "fake-secret-key-7d2b41c9"

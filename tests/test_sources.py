@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from corpus import compress, csv_text, write, zip_bytes
 from sync.errors import SourceError, UsageError
-from sync.sources import SourceSpec, infer_format, read_header, read_source
+from sync.read.sources import SourceSpec, infer_format, read_header, read_source
 
 # Values that type inference or null detection would change: they must come back as written.
 EXACT = ["000123", "+33612345678", "1e5", "NA", "null", "nan", "N/A", "TRUE", "", " spaced "]

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from sync.core.keys import KEY_TYPE
 from sync.errors import LockedError, StateError
-from sync.keys import KEY_TYPE
-from sync.state import StateStore
+from sync.state.local import StateStore
 
 DEFINITION = {"identify_by": "unicity", "columns": ["email"], "separator": "", "transforms": {}}
 

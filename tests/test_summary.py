@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.report import JobReport, Requests, RunReport
-from sync.summary import GITHUB_SUMMARY_ENV, escape, outcome, render_markdown, write_summary
+from sync.report.markdown import GITHUB_SUMMARY_ENV, escape, outcome, render_markdown, write_summary
+from sync.report.model import JobReport, Requests, RunReport
 
 
 def succeeded() -> JobReport:

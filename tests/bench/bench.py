@@ -463,7 +463,7 @@ class Bench:
         """The state a first load would leave, written in-process (no push)."""
         from sync.config import load_job
         from sync.runner import load_keys
-        from sync.state import StateStore
+        from sync.state.local import StateStore
 
         started = time.perf_counter()
         loaded = load_job(job)

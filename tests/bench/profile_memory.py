@@ -14,11 +14,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from sync.config import load_job
-from sync.keys import build_keys
-from sync.plan import make_plan
+from sync.core.keys import build_keys
+from sync.core.plan import make_plan
+from sync.read.sources import read_source
 from sync.runner import _source_spec
-from sync.sources import read_source
-from sync.state import StateStore
+from sync.state.local import StateStore
 
 
 def mib(field: str) -> float:

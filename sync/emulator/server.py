@@ -664,7 +664,3 @@ def _non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
     return value
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

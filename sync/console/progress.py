@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
-from sync.logs import LogFormat, is_terminal, resolve_format
+from sync.console.logs import LogFormat, is_terminal, resolve_format
 
 Clock = Callable[[], float]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sync.config import Settings, load_job
 from sync.emulator import Emulator
-from sync.np6 import client_factory
-from sync.report import RunReport, render_table
+from sync.np6.client import client_factory
+from sync.report.model import RunReport, render_table
 from sync.runner import RunOptions, run_job
 
 JOB = """\

@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sync.config import url_scheme
-from sync.csv_source import one_line
 from sync.errors import Np6SyncError, SourceError, UsageError
-from sync.sources import SourceSpec, SourceTable, read_source
+from sync.read.csv_source import one_line
+from sync.read.sources import SourceSpec, SourceTable, read_source
 
 # The extra of np6-sync that installs each scheme's fsspec backend.
 EXTRAS = {"s3": "s3", "gs": "gcs", "az": "azure", "http": "http", "https": "http"}

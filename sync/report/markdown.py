@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from sync.report import JobReport, Requests, RunReport, Status
+from sync.report.model import JobReport, Requests, RunReport, Status
 
 GITHUB_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 

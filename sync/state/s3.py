@@ -37,12 +37,12 @@ import orjson
 import pyarrow as pa
 
 from sync.errors import Np6SyncError, StateError, SyncError
-from sync.history import history_entry, parse_history
-from sync.plan import Holding
-from sync.remote import describe, display_url
-from sync.remote_s3 import LEASE_S, Conflict, LeaseLock, S3Objects
-from sync.report import JobReport
-from sync.state import Journal, StateInfo, StateStore, begin_event
+from sync.state.history import history_entry, parse_history
+from sync.core.plan import Holding
+from sync.read.remote import describe, display_url
+from sync.state.s3_objects import LEASE_S, Conflict, LeaseLock, S3Objects
+from sync.report.model import JobReport
+from sync.state.local import Journal, StateInfo, StateStore, begin_event
 
 log = logging.getLogger("np6sync.remote")
 HISTORY_KEPT = 10_000  # runs kept in the history object, which is rewritten whole per run

@@ -36,7 +36,7 @@ from typing import Any
 from fsspec.asyn import sync
 
 from sync.errors import LockedError, StateError
-from sync.remote import describe, display_url, filesystem
+from sync.read.remote import describe, display_url, filesystem
 
 log = logging.getLogger("np6sync.remote")
 LEASE_S = 600.0

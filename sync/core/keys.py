@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.config import TargetsConfig
-from sync.hashing import first_distinct
+from sync.core.hashing import first_distinct
 
 # 32-bit offsets: 40 MB less per ten million keys than large_string. Key arrays stay
 # chunked (a million keys a chunk), so no one buffer comes near the 2 GiB they address.

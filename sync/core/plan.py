@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.config import SyncConfig
-from sync.hashing import Overlap
-from sync.keys import KEY_TYPE, KeySet
+from sync.core.hashing import Overlap
+from sync.core.keys import KEY_TYPE, KeySet
 
 # append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
 # reload: clear the segment and PUT every key; none: nothing to send.

@@ -34,9 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sync.errors import LockedError, StateError
-from sync.hashing import first_distinct
-from sync.keys import KEY_TYPE, concat
-from sync.plan import PENDING_SCHEMA, Holding, no_pending
+from sync.core.hashing import first_distinct
+from sync.core.keys import KEY_TYPE, concat
+from sync.core.plan import PENDING_SCHEMA, Holding, no_pending
 
 STATE_VERSION = 1
 _META_KEY = b"np6sync"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sync import __version__
-from sync.report import JobReport
+from sync.report.model import JobReport
 
 log = logging.getLogger("np6sync.history")
 

@@ -20,9 +20,9 @@ from typing import Literal
 
 import pyarrow as pa
 
-from sync import csv_source, parquet_source
-from sync.csv_source import one_line
 from sync.errors import SourceError
+from sync.read import csv_source, parquet_source
+from sync.read.csv_source import one_line
 
 Format = Literal["csv", "parquet"]
 

@@ -1,0 +1,1 @@
+"""The commands: each takes the parsed arguments and returns an exit code."""

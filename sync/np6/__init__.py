@@ -1,0 +1,1 @@
+"""The NP6 client: session, calls, answer classes, retry policy, throttle."""

@@ -1,0 +1,1 @@
+"""The run report as one value, and its renderings (table, JSON, Markdown)."""
