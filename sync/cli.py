@@ -155,7 +155,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sync.config import load_job, load_settings
     from sync.console.progress import make_progress
     from sync.report.markdown import write_summary
-    from sync.report.model import JobReport, RunReport, render_table
+    from sync.report.model import JobReport, RunReport
+    from sync.report.table import render_table
     from sync.runner import RunOptions, release_memory_promptly, run_job
 
     settings = load_settings(_config_path(args.config))

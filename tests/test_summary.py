@@ -16,6 +16,7 @@ def succeeded() -> JobReport:
         action="append",
         rows_read=120_000,
         rows_rejected=3,
+        duplicate_keys=12,
         keys=119_985,
         added=250,
         removed=0,
@@ -81,12 +82,13 @@ def test_table_has_one_row_per_job_with_its_counts() -> None:
         "action",
         "rows",
         "rejected",
+        "dupes",
         "keys",
         "added",
         "removed",
         "sent",
         "accepted",
-        "PUT/DELETE/POST",
+        "put/del/post",
         "retries",
         "time",
     ]
@@ -98,12 +100,13 @@ def test_table_has_one_row_per_job_with_its_counts() -> None:
         "action": "append",
         "rows": "120,000",
         "rejected": "3",
+        "dupes": "12",
         "keys": "119,985",
         "added": "250",
         "removed": "0",
         "sent": "250",
         "accepted": "248",
-        "PUT/DELETE/POST": "5/0/1",
+        "put/del/post": "5/0/1",
         "retries": "2",
         "time": "2.4s",
     }
@@ -121,7 +124,7 @@ def test_a_dry_run_shows_the_planned_calls() -> None:
     )
     markdown = render_markdown(RunReport([job]))
 
-    assert table_rows(markdown)[2][11] == "3/1/0"
+    assert table_rows(markdown)[2][12] == "3/1/0"
     assert "- plan: reload (5 targets leave); would send 3 PUT, 1 DELETE, 0 POST" in markdown
 
 
@@ -131,8 +134,10 @@ def test_notes_name_errors_refusals_and_rejects_by_reason() -> None:
     notes = markdown.split("### Notes\n", 1)[1]
 
     assert "**newsletter-fr**" in notes
-    assert "- rejected rows: 3 (rows in state/newsletter-fr.rejects.csv)" in notes
-    assert "  - 2 empty email\n  - 1 empty id" in notes
+    assert (
+        "- rejected rows: 2 empty email, 1 empty id (rows in state/newsletter-fr.rejects.csv)"
+        in notes
+    )
     assert "- NP6 added 248 of the 250 targets sent" in notes
     assert "**promo\\|es**" in notes
     # One line, whatever line breaks the error had.
@@ -148,7 +153,7 @@ def test_no_notes_section_when_all_went_well() -> None:
 def test_cell_values_cannot_break_the_table() -> None:
     job = JobReport("x|y", 1, status="failed", error="a|b")
     rows = table_rows(render_markdown(RunReport([job])))
-    assert all(len(row) == 14 for row in rows)
+    assert all(len(row) == 15 for row in rows)
     assert rows[2][0] == "x|y"
 
 

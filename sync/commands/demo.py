@@ -11,7 +11,8 @@ from pathlib import Path
 from sync.config import Settings, load_job
 from sync.emulator import Emulator
 from sync.np6.client import client_factory
-from sync.report.model import RunReport, render_table
+from sync.report.model import RunReport
+from sync.report.table import render_table
 from sync.runner import RunOptions, run_job
 
 JOB = """\

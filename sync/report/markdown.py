@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from sync.report.model import JobReport, Requests, RunReport, Status
+from sync.report.columns import COLUMNS, notes
+from sync.report.model import RunReport, Status
 
 GITHUB_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 # Problems first: they are what a reader of a CI page looks for.
 _STATUS_ORDER: tuple[Status, ...] = ("failed", "refused", "succeeded", "no_changes", "planned")
-
-_COLUMNS: tuple[tuple[str, bool, Callable[[JobReport], str]], ...] = (
-    # (header, right-aligned, cell)
-    ("job", False, lambda j: j.name),
-    ("segment", True, lambda j: str(j.segment_id or "")),
-    ("status", False, lambda j: j.status),
-    ("action", False, lambda j: j.action),
-    ("rows", True, lambda j: f"{j.rows_read:,}"),
-    ("rejected", True, lambda j: f"{j.rows_rejected:,}"),
-    ("keys", True, lambda j: f"{j.keys:,}"),
-    ("added", True, lambda j: f"{j.added:,}"),
-    ("removed", True, lambda j: f"{j.removed:,}"),
-    ("sent", True, lambda j: f"{j.targets_sent:,}"),
-    ("accepted", True, lambda j: f"{j.targets_accepted:,}"),
-    ("PUT/DELETE/POST", True, lambda j: _calls(_requests(j))),
-    ("retries", True, lambda j: str(j.requests.retries)),
-    ("time", True, lambda j: f"{j.duration_s:.1f}s"),
-)
 
 # Characters that Markdown would read as formatting, links or HTML, or as a cell boundary.
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
@@ -40,15 +23,15 @@ def render_markdown(report: RunReport) -> str:
     """A heading with the outcome, one table row per job, then notes for what went wrong."""
     out = [f"## {outcome(report)}", ""]
     if report.jobs:
-        out.append("| " + " | ".join(name for name, _, _ in _COLUMNS) + " |")
-        out.append("|" + "|".join("---:" if right else "---" for _, right, _ in _COLUMNS) + "|")
+        out.append("| " + " | ".join(column.header for column in COLUMNS) + " |")
+        out.append("|" + "|".join("---:" if c.right else "---" for c in COLUMNS) + "|")
         for job in report.jobs:
-            out.append("| " + " | ".join(_line(cell(job)) for _, _, cell in _COLUMNS) + " |")
+            out.append("| " + " | ".join(_line(c.cell(job)) for c in COLUMNS) + " |")
         out.append("")
-    notes = [(job, _notes(job)) for job in report.jobs]
-    if any(lines for _, lines in notes):
+    notes_of = [(job, [f"- {_line(note)}" for note in notes(job)]) for job in report.jobs]
+    if any(lines for _, lines in notes_of):
         out.extend(["### Notes", ""])
-        for job, lines in notes:
+        for job, lines in notes_of:
             if lines:
                 out.append(f"**{escape(job.name)}**")
                 out.append("")
@@ -97,36 +80,3 @@ def escape(text: str) -> str:
 def _line(text: str) -> str:
     # A line break would end a table row or a list item.
     return escape(" ".join(text.split()))
-
-
-def _requests(job: JobReport) -> Requests:
-    return job.planned_requests if job.status == "planned" else job.requests
-
-
-def _calls(r: Requests) -> str:
-    return f"{r.put}/{r.delete}/{r.post}"
-
-
-def _notes(job: JobReport) -> list[str]:
-    notes = []
-    if job.error:
-        notes.append(f"- error: {_line(job.error)}")
-    notes.extend(f"- refused: {_line(refusal)}" for refusal in job.refusals)
-    if job.status == "planned" and job.action != "none":
-        r = job.planned_requests
-        notes.append(
-            f"- plan: {job.action} ({_line(job.reason)}); would send {r.put} PUT, "
-            f"{r.delete} DELETE, {r.post} POST; nothing was sent"
-        )
-    if job.rows_rejected:
-        where = f" (rows in {_line(job.rejects_file)})" if job.rejects_file else ""
-        notes.append(f"- rejected rows: {job.rows_rejected:,}{where}")
-        notes.extend(
-            f"  - {count:,} {_line(reason)}" for reason, count in job.rejects_by_reason.items()
-        )
-    if job.targets_accepted < job.targets_sent:
-        notes.append(
-            f"- NP6 added {job.targets_accepted:,} of the {job.targets_sent:,} targets sent "
-            "(the others were already in the segment or unknown to NP6)"
-        )
-    return notes
