@@ -217,19 +217,14 @@ def _record_history(
     job: Job, report: JobReport, started_at: datetime, args: argparse.Namespace
 ) -> None:
     """One line per run beside the state; a full disk must not fail a sync that worked."""
-    from sync.state.history import append_history
+    from sync.errors import HistoryError
+    from sync.state.store import store_for
 
     flags = [f for f, on in (("full-refresh", args.full_refresh), ("force", args.force)) if on]
     command = " ".join(["run", *(f"--{f}" for f in flags)])
     try:
-        if job.state_url is not None:
-            from sync.state.s3 import RemoteStateStore
-
-            store = RemoteStateStore(job.state_url, job.segment_id, job.targets.definition())
-            store.append_history(report, started_at=started_at, command=command)
-        else:
-            append_history(job.state_path, report, started_at=started_at, command=command)
-    except OSError as error:
+        store_for(job).append_history(report, started_at=started_at, command=command)
+    except HistoryError as error:
         log.warning("the run history was not written: %s", error, extra={"job": job.name})
 
 
@@ -297,15 +292,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_state_show(args: argparse.Namespace) -> int:
     from sync.config import load_job
-    from sync.runner import store_for
-    from sync.state.history import read_history
-    from sync.state.local import StateStore
+    from sync.state.store import store_for
 
     for path in args.jobs:
         job = load_job(path)
         store = store_for(job)
         info = store.info()
-        print(f"{job.name}: {store.path}")
+        print(f"{job.name}: {store.where}")
         if info is None:
             print("  no state yet: the segment is taken to be empty")
         else:
@@ -317,11 +310,7 @@ def _cmd_state_show(args: argparse.Namespace) -> int:
             print(f"  key         {json.dumps(info.key_definition)}")
         if store.has_journal():
             print("  unfinished  a run left a journal: the next run goes on from there")
-        if isinstance(store, StateStore):
-            last = read_history(job.state_path, last=1)
-        else:
-            last = store.read_history(1)  # the history object beside a remote state
-        for entry in last:
+        for entry in store.read_history(1):
             print(
                 f"  last run    {entry['finished_at']} {entry['command']}: {entry['status']}"
                 f" ({entry['action']}, +{entry['added']:,} -{entry['removed']:,})"

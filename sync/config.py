@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from sync.errors import ConfigError
+from sync.state.store import STATE_SCHEMES
 
 Transform = Literal["strip", "lower", "upper", "digits", "nfkc"]
 SOURCE_SUFFIXES = {
@@ -36,7 +37,6 @@ SOURCE_SUFFIXES = {
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zip")
 # URL schemes a source may use (read through fsspec; see sync/remote.py), and the state.
 SOURCE_SCHEMES = ("s3", "gs", "az", "http", "https")
-STATE_SCHEMES = ("s3",)
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 

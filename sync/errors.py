@@ -11,6 +11,9 @@ Every error that ends a job maps to one documented exit code:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -47,6 +50,11 @@ class SourceError(UsageError):
 
 class StateError(UsageError):
     """The state file cannot be trusted for this job."""
+
+
+class HistoryError(Np6SyncError):
+    """The run history could not be written. Never ends a job: the caller warns, because
+    the history is for people and a sync that worked must not fail over it."""
 
 
 # --- refused by a safeguard: nothing was sent (exit 3) ---------------------------------
@@ -103,3 +111,28 @@ class RetriableApiError(ApiError):
 
 class FatalApiError(ApiError):
     """Any other 4xx: trying again cannot help."""
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a foreign exception: ``No space left on device (state/a.parquet)``."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror}{where}"
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def foreign_errors(
+    wrap: Callable[[str], Np6SyncError], describe: Callable[[BaseException], str] = describe_error
+) -> Iterator[None]:
+    """At an I/O edge: any exception that is not one of ours becomes ``wrap(description)``.
+
+    Ours pass through untouched, so nested edges do not wrap twice.
+    """
+    try:
+        yield
+    except Np6SyncError:
+        raise
+    except Exception as error:
+        raise wrap(describe(error)) from None

@@ -23,13 +23,12 @@ from sync.core.plan import Holding, Plan, check_safeguards, make_plan
 from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
 from sync.read.sources import SourceSpec, SourceTable, read_source
 from sync.report.model import JobReport, Requests
-from sync.state.local import StateStore
+from sync.state.store import Store, store_for
 
 if TYPE_CHECKING:
     from sync.np6.client import NP6Client
     from sync.push import PushResult
     from sync.state.local import Journal
-    from sync.state.s3 import RemoteStateStore
 
 log = logging.getLogger("np6sync.run")
 
@@ -157,15 +156,6 @@ def release_memory_promptly() -> None:
         pass  # a pyarrow built without jemalloc keeps its default
 
 
-def store_for(job: Job) -> StateStore | RemoteStateStore:
-    """The job's state, wherever ``state.path`` puts it (a local file, or s3://)."""
-    if job.state_url is not None:
-        from sync.state.s3 import RemoteStateStore
-
-        return RemoteStateStore(job.state_url, job.segment_id, job.targets.definition())
-    return StateStore(job.state_path, job.segment_id, job.targets.definition())
-
-
 def load_keys(job: Job) -> KeySet:
     source = _read_source(job)
     return build_keys(source.table, job.targets, source.first_row)
@@ -208,7 +198,7 @@ def _apply(
     job: Job,
     holding: Holding,
     plan: Plan,
-    store: StateStore | RemoteStateStore,
+    store: Store,
     client: NP6Client,
     report: JobReport,
     concurrency: int,
@@ -290,7 +280,7 @@ def _applied(holding: Holding, plan: Plan) -> pa.Array:
     return keys
 
 
-def _load_holding(store: StateStore | RemoteStateStore, options: RunOptions) -> Holding:
+def _load_holding(store: Store, options: RunOptions) -> Holding:
     try:
         return store.load()
     except StateError:

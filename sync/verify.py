@@ -20,7 +20,8 @@ from sync.core.plan import Plan, no_pending
 from sync.errors import RefusedError, UsageError
 from sync.np6.client import NP6Client
 from sync.read.sources import SourceSpec, read_source
-from sync.runner import load_keys, push_plan, store_for
+from sync.runner import load_keys, push_plan
+from sync.state.store import store_for
 
 
 @dataclass

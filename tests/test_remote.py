@@ -196,7 +196,7 @@ def test_a_second_concurrent_run_exits_4_naming_the_holder(
     config = settings_file(tmp_path, concurrency=1)
     job = remote_job(tmp_path, remote, sync={"chunk_size": 10})
     remote.put_csv("in/list.csv", emails(0, 600), tmp_path)
-    emulator.latency_s = 0.02
+    emulator.latency_s = 0.05  # the first run must still be pushing when the second starts
 
     first = start_run(job, config, remote.env)
     try:
@@ -237,7 +237,11 @@ def test_a_run_killed_mid_push_is_finished_by_the_next_from_remote_state(
     emulator.latency_s = 0.01
     emulator.reset_calls()
 
-    process = start_run(job, config, remote.env)
+    # The run keeps a local copy of its journal (keys: personal data) in the temporary folder.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**remote.env, "TMPDIR": str(scratch)}
+    process = start_run(job, config, env)
     # Kill once a journal segment with acknowledged chunks is on S3, mid-push.
     wait_for(lambda: remote.journaled_keys("state/list.parquet") or process.poll() is not None)
     process.send_signal(signal.SIGKILL)
@@ -247,15 +251,17 @@ def test_a_run_killed_mid_push_is_finished_by_the_next_from_remote_state(
     emulator.latency_s = 0.0
     acknowledged = remote.journaled_keys("state/list.parquet")
     assert acknowledged and "state/list.parquet.lock" in remote.names()
+    assert list(scratch.iterdir()), "the killed run left no local copy to clean"
 
     emulator.reset_calls()
-    resumed = run_process(["run", job, "--config", config], remote.env)
+    resumed = run_process(["run", job, "--config", config], env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "took over the lock" in resumed.stderr
     assert emulator.members(SEGMENT) == emails_set(*source)
     resent = [t for c in emulator.calls if c.method == "PUT" for t in c.targets]
     assert not acknowledged & set(resent)  # what the remote journal holds is not sent again
     assert len(resent) == len(set(resent))
+    assert not list(scratch.iterdir())  # the next run removed the killed run's local copies
     assert remote.names() == {
         "in/list.csv",
         "state/list.parquet",

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sync.config import url_scheme
-from sync.errors import Np6SyncError, SourceError, UsageError
+from sync.errors import SourceError, UsageError, foreign_errors
 from sync.read.csv_source import one_line
 from sync.read.sources import SourceSpec, SourceTable, read_source
 
@@ -74,12 +74,9 @@ def read_remote_source(url: str, spec: SourceSpec, columns: list[str]) -> Source
 def download(url: str, local: Path) -> None:
     """Copy the object at ``url`` to ``local``; SourceError names the URL and the reason."""
     fs, path = filesystem(url)
-    try:
+    shown = display_url(url)
+    with foreign_errors(lambda why: SourceError(f"{shown}: cannot download: {why}"), describe):
         fs.get_file(path, str(local))
-    except Np6SyncError:
-        raise
-    except Exception as error:
-        raise SourceError(f"{display_url(url)}: cannot download: {describe(error)}") from None
     if not local.is_file():
         raise SourceError(f"{display_url(url)}: cannot download: not a file")
 

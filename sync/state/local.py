@@ -33,10 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sync.errors import LockedError, StateError
+from sync.errors import HistoryError, LockedError, StateError, foreign_errors
 from sync.core.hashing import first_distinct
 from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import PENDING_SCHEMA, Holding, no_pending
+from sync.report.model import JobReport
+from sync.state.history import append_history, history_path, read_history
 
 STATE_VERSION = 1
 _META_KEY = b"np6sync"
@@ -62,6 +64,10 @@ class StateStore:
         self.key_definition = key_definition
         self.journal_path = path.with_name(path.name + ".journal")
         self.lock_path = path.with_name(path.name + ".lock")
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def has_journal(self) -> bool:
         """Whether an unfinished run left steps to fold into the state."""
@@ -264,6 +270,26 @@ class StateStore:
             f"{holder.get('host', '?')}, started {holder.get('started_at', '?')} "
             f"(lock {self.lock_path})"
         )
+
+
+    # --- run history -------------------------------------------------------------------
+
+    def append_history(
+        self,
+        job: JobReport,
+        *,
+        started_at: datetime,
+        command: str,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """One line for this run beside the state; HistoryError when it cannot."""
+        with foreign_errors(lambda why: HistoryError(f"{history_path(self.path)}: {why}")):
+            append_history(
+                self.path, job, started_at=started_at, command=command, finished_at=finished_at
+            )
+
+    def read_history(self, last: int | None = None) -> list[dict[str, Any]]:
+        return read_history(self.path, last)
 
 
 def begin_event(segment_id: int, key_definition: dict[str, Any], action: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ format, checks and journal replay are exactly the local ones.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 import orjson
 import pyarrow as pa
 
-from sync.errors import Np6SyncError, StateError, SyncError
+from sync.errors import HistoryError, Np6SyncError, StateError, SyncError, foreign_errors
 from sync.state.history import history_entry, parse_history
 from sync.core.plan import Holding
 from sync.read.remote import describe, display_url
@@ -70,9 +71,16 @@ class RemoteStateStore:
         self.lease_s = lease_s
         self.upload_every_s = upload_every_s
         self.upload_every = upload_every
+        # Local copies of this state (its journal holds keys) are made under this prefix,
+        # so a later run can remove what a killed one left in the temporary folder.
+        self._temp_prefix = f"np6sync-{hashlib.sha256(url.encode()).hexdigest()[:16]}-"
         self._objects: S3Objects | None = None
         self._journal: RemoteJournal | None = None
         self._lock: LeaseLock | None = None
+
+    @property
+    def where(self) -> str:
+        return self.path
 
     @property
     def objects(self) -> S3Objects:
@@ -97,7 +105,7 @@ class RemoteStateStore:
 
     @contextlib.contextmanager
     def _local_copy(self, *, journal: bool) -> Iterator[StateStore]:
-        with tempfile.TemporaryDirectory(prefix="np6sync-state-") as folder:
+        with tempfile.TemporaryDirectory(prefix=self._temp_prefix) as folder:
             local = self._local_store(Path(folder))
             stored = self._reading("read the state", self.objects.get, self.url)
             if stored is not None:
@@ -136,7 +144,9 @@ class RemoteStateStore:
             self._check_lock()
             self.objects.put(f"{self.journal_prefix}{run:06d}-{seq:06d}.jsonl", data)
 
-        journal = RemoteJournal(upload, every_s=self.upload_every_s, every=self.upload_every)
+        journal = RemoteJournal(
+            upload, every_s=self.upload_every_s, every=self.upload_every, prefix=self._temp_prefix
+        )
         journal.record(begin_event(self.segment_id, self.key_definition, action))
         self._journal = journal
         journal.on_close = self._forget_journal
@@ -146,7 +156,7 @@ class RemoteStateStore:
         """Write the state object whole, then delete the journal segments it contains."""
         self._flush_journal()
         self._check_lock()
-        with tempfile.TemporaryDirectory(prefix="np6sync-state-") as folder:
+        with tempfile.TemporaryDirectory(prefix=self._temp_prefix) as folder:
             local = self._local_store(Path(folder))
             local.save(keys, pending)
             data = local.path.read_bytes()
@@ -169,7 +179,10 @@ class RemoteStateStore:
             self._writing("set the state aside", objects.delete, url)
 
     def clean_leftovers(self) -> None:
-        """Nothing to clean: an object PUT leaves no temporary object behind."""
+        """Remove the local copies a killed run left in the temporary folder (call while
+        holding the lock). An object PUT itself leaves no temporary object behind."""
+        for leftover in Path(tempfile.gettempdir()).glob(f"{self._temp_prefix}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     @contextlib.contextmanager
     def lock(self, job_name: str) -> Iterator[None]:
@@ -193,7 +206,7 @@ class RemoteStateStore:
     ) -> None:
         """Add this run to the history object (read, append, conditional write).
 
-        Raises OSError when it cannot, as the local history does: the caller only warns.
+        Raises HistoryError when it cannot, as the local history does: the caller warns.
         """
         entry = history_entry(
             job,
@@ -202,7 +215,8 @@ class RemoteStateStore:
             command=command,
         )
         line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
-        try:
+        shown = display_url(self.history_url)
+        with foreign_errors(lambda why: HistoryError(f"{shown}: {why}"), describe):
             for _ in range(5):
                 current = self.objects.get(self.history_url)
                 lines = current.data.splitlines(keepends=True) if current else []
@@ -214,9 +228,7 @@ class RemoteStateStore:
                     else:
                         self.objects.replace(self.history_url, data, current.etag)
                     return
-        except Exception as error:
-            raise OSError(f"{display_url(self.history_url)}: {describe(error)}") from None
-        raise OSError(f"{display_url(self.history_url)}: changed by other runs 5 times in a row")
+        raise HistoryError(f"{shown}: changed by other runs 5 times in a row")
 
     def read_history(self, last: int | None = None) -> list[dict[str, Any]]:
         stored = self._reading("read the history", self.objects.get, self.history_url)
@@ -239,31 +251,29 @@ class RemoteStateStore:
 
     def _reading(self, what: str, call: Callable[..., _T], *args: Any) -> _T:
         """Before anything is sent: a failure is a StateError (exit 2)."""
-        try:
+        with foreign_errors(lambda why: StateError(f"{self.where}: cannot {what}: {why}"), describe):
             return call(*args)
-        except Np6SyncError:
-            raise
-        except Exception as error:
-            raise StateError(f"{self.path}: cannot {what}: {describe(error)}") from None
 
     def _writing(self, what: str, call: Callable[..., _T], *args: Any) -> _T:
         """While a run changes the segment: a failure is a SyncError (exit 1)."""
-        try:
+
+        def failed(why: str) -> SyncError:
+            return SyncError(
+                f"{self.where}: cannot {what}: {why}; the journal segments uploaded so far "
+                "hold what NP6 acknowledged, and the next run goes on from there"
+            )
+
+        with foreign_errors(failed, describe):
             return call(*args)
-        except Np6SyncError:
-            raise
-        except Exception as error:
-            raise SyncError(
-                f"{self.path}: cannot {what}: {describe(error)}; the journal segments "
-                "uploaded so far hold what NP6 acknowledged, and the next run goes on from there"
-            ) from None
 
 
 class RemoteJournal(Journal):
     """The local journal (fsynced per record), uploaded as segments by group commit."""
 
-    def __init__(self, upload: Callable[[int, bytes], None], *, every_s: float, every: int) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="np6sync-journal-"))
+    def __init__(
+        self, upload: Callable[[int, bytes], None], *, every_s: float, every: int, prefix: str
+    ) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix=prefix))
         super().__init__(self._folder / "journal.jsonl")
         self.on_close: Callable[[], None] | None = None
         self._upload = upload
@@ -298,12 +308,8 @@ class RemoteJournal(Journal):
                 data = bytes(self._pending)
             if not data or self._folded:
                 return
-            try:
+            with foreign_errors(lambda why: SyncError(f"cannot upload the journal: {why}"), describe):
                 self._upload(self._seq, data)
-            except Np6SyncError:
-                raise
-            except Exception as error:
-                raise SyncError(f"cannot upload the journal: {describe(error)}") from None
             self._seq += 1
             with self._buffer_lock:
                 del self._pending[: len(data)]

@@ -35,7 +35,7 @@ from typing import Any
 
 from fsspec.asyn import sync
 
-from sync.errors import LockedError, StateError
+from sync.errors import LockedError, StateError, foreign_errors
 from sync.read.remote import describe, display_url, filesystem
 
 log = logging.getLogger("np6sync.remote")
@@ -176,14 +176,9 @@ class LeaseLock:
             raise LockedError(f"job {self.job_name}: {self.lost} (lock {display_url(self.url)})")
 
     def _acquire(self) -> None:
-        try:
+        shown = display_url(self.url)
+        with foreign_errors(lambda why: StateError(f"{shown}: cannot take the lock: {why}"), describe):
             self._try_acquire()
-        except (LockedError, StateError):
-            raise
-        except Exception as error:
-            raise StateError(
-                f"{display_url(self.url)}: cannot take the lock: {describe(error)}"
-            ) from None
 
     def _try_acquire(self) -> None:
         holder: dict[str, Any] = {}
