@@ -23,6 +23,7 @@ from sync.core.plan import Holding, Plan, check_safeguards, make_plan
 from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
 from sync.read.sources import SourceSpec, SourceTable, read_source
 from sync.report.model import JobReport, Requests
+from sync.state.files import atomic_write
 from sync.state.store import Store, store_for
 
 if TYPE_CHECKING:
@@ -335,6 +336,6 @@ def _write_rejects(job: Job, keyset: KeySet) -> str | None:
     if not keyset.rows_rejected:
         path.unlink(missing_ok=True)
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pacsv.write_csv(keyset.rejected, path)
+    with atomic_write(path) as f:
+        pacsv.write_csv(keyset.rejected, f)
     return str(path)

@@ -21,6 +21,7 @@ from sync.errors import RefusedError, UsageError
 from sync.np6.client import NP6Client
 from sync.read.sources import SourceSpec, read_source
 from sync.runner import load_keys, push_plan
+from sync.state.files import atomic_write
 from sync.state.store import store_for
 
 
@@ -122,7 +123,6 @@ def _write_listing(job: Job, comparison: Comparison) -> Path | None:
     if comparison.equal:
         path.unlink(missing_ok=True)
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
     problems = ["missing"] * len(comparison.missing) + ["extra"] * len(comparison.extra)
     table = pa.table(
         {
@@ -130,7 +130,8 @@ def _write_listing(job: Job, comparison: Comparison) -> Path | None:
             "problem": pa.array(problems, pa.string()),
         }
     )
-    pacsv.write_csv(table, path)
+    with atomic_write(path) as f:
+        pacsv.write_csv(table, f)
     return path
 
 

@@ -168,10 +168,14 @@ def choose_strategy(wanted: str, costs: dict[str, Cost]) -> Strategy:
 
 
 def _pending(before: pa.Table, gone: pa.Array, today: date) -> pa.Table:
-    """The targets now missing from the source, each with the date first seen missing."""
+    """The targets now missing from the source, each with the date first seen missing.
+
+    A date later than today (a clock that was wrong once) counts as today: otherwise that
+    removal would never come due.
+    """
     known = pc.index_in(gone, value_set=before["key"])
     since = pc.take(before["since"], known)
-    since = pc.fill_null(since, today.isoformat()) if len(gone) else since
+    since = pc.min_element_wise(since, pa.scalar(today.isoformat()))  # new ones: today
     return pa.Table.from_arrays([gone, since.cast(pa.string())], schema=PENDING_SCHEMA)
 
 

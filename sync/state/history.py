@@ -13,6 +13,7 @@ from typing import Any
 
 from sync import __version__
 from sync.report.model import JobReport
+from sync.state.files import open_private
 
 log = logging.getLogger("np6sync.history")
 
@@ -38,8 +39,7 @@ def append_history(
     )
     line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
     path = history_path(state_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_private(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     try:
         size = os.fstat(fd).st_size
         # A line torn by a crash would swallow this one: end it first, so only it is lost.

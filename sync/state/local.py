@@ -38,11 +38,11 @@ from sync.core.hashing import first_distinct
 from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import PENDING_SCHEMA, Holding, no_pending
 from sync.report.model import JobReport
+from sync.state.files import atomic_write, fsync_dir, leftovers, open_private
 from sync.state.history import append_history, history_path, read_history
 
 STATE_VERSION = 1
 _META_KEY = b"np6sync"
-_TEMP_MARK = ".tmp-"
 _REMEDY = "run with --full-refresh to clear the segment and rebuild the state from the source"
 
 
@@ -71,7 +71,7 @@ class StateStore:
 
     def has_journal(self) -> bool:
         """Whether an unfinished run left steps to fold into the state."""
-        return self.journal_path.exists()
+        return os.path.lexists(self.journal_path)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -84,7 +84,7 @@ class StateStore:
         holding = Holding.empty()
         if self.path.exists():
             holding = self._read_state_file()
-        if not self.journal_path.exists():
+        if not self.has_journal():
             return holding
         return self._replay(holding)
 
@@ -170,7 +170,8 @@ class StateStore:
         return Holding(keys, certain=certain, pending=pending)
 
     def _journal_events(self) -> Iterator[dict[str, Any]]:
-        with self.journal_path.open("rb") as f:
+        fd = open_private(self.journal_path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as f:
             lines = f.read().split(b"\n")
         for number, line in enumerate(lines, start=1):
             if not line:
@@ -216,11 +217,10 @@ class StateStore:
         else:
             since = pa.nulls(len(keys), pa.string())
         table = pa.Table.from_arrays([keys, since], schema=schema)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path) as f:
             pq.write_table(table, f, compression="zstd")
         self.journal_path.unlink(missing_ok=True)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def set_aside(self) -> None:
         """Keep an untrusted state and journal for inspection, out of the way of this run."""
@@ -231,16 +231,13 @@ class StateStore:
 
     def clean_leftovers(self) -> None:
         """Remove temp files of interrupted writes (call while holding the lock)."""
-        if not self.path.parent.is_dir():
-            return
-        for leftover in self.path.parent.glob(f".{self.path.name}{_TEMP_MARK}*"):
+        for leftover in leftovers(self.path):
             leftover.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def lock(self, job_name: str) -> Iterator[None]:
         """Hold the job's lock for the block; LockedError names the current holder."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(self.lock_path, os.O_RDWR | os.O_CREAT)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -308,11 +305,10 @@ class Journal:
     """Append-only, fsynced per record: what NP6 acknowledged since the state file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self._lock = threading.Lock()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def record(self, event: dict[str, Any]) -> None:
         line = orjson.dumps(event) + b"\n"
@@ -334,31 +330,6 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path, mode: int = 0o600) -> Iterator[Any]:
-    """Write ``path`` whole or not at all: temp file, fsync, rename, directory fsync."""
-    temp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}-{time.monotonic_ns()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _now() -> str:
