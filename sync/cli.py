@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="read the segment back afterwards (id mode)"
     )
     run.set_defaults(func=_cmd_run, plan_only=False)
+    from sync.commands.metrics import add_metrics_arguments
+
+    add_metrics_arguments(run)
 
     plan = commands.add_parser("plan", help="a dry run: what `run` would do")
     _job_arguments(plan)
@@ -164,6 +167,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(dry_run=args.dry_run, full_refresh=args.full_refresh, force=args.force)
     connect = _connector(settings, needed=not args.dry_run)
     report = RunReport()
+    loaded: dict[str, Job] = {}
     with _stop_on_signals() as stop:
         for path in args.jobs:
             if stop.is_set():
@@ -175,6 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     JobReport(Path(path).stem, error=str(error), exit_code=error.exit_code)
                 )
                 continue
+            loaded[job.name] = job
             started_at = datetime.now(UTC)
             job_report = run_job(
                 job,
@@ -190,6 +195,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if not options.dry_run:
                 _record_history(job, job_report, started_at, args)
     print(render_table(report))
+    from sync.commands.metrics import publish_metrics
+
+    publish_metrics(args, report.jobs, loaded)
     if args.report_json:
         args.report_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     try:
