@@ -5,14 +5,20 @@
 #                /data    source files (read-only)
 #                /state   state, journal, lock, history, rejects (writable, persistent)
 # The key comes from the environment (NP6_API_KEY), never from a file in the image.
+#
+# Object-storage backends: EXTRAS names the package extras to install (default s3):
+#   docker build -t np6-sync .
+#   docker build --build-arg EXTRAS=s3,gcs,azure,http -t np6-sync .
+# EXTRAS= (empty) builds an image that reads local files only.
 
 # Build stage: the only stage with pip caches and build tools.
 FROM python:3.11.11-slim-bookworm AS build
+ARG EXTRAS=s3
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sync ./sync
 RUN python -m venv /opt/np6-sync \
-    && /opt/np6-sync/bin/pip install --no-cache-dir . \
+    && /opt/np6-sync/bin/pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
     && /opt/np6-sync/bin/np6-sync --version
 
 # Final stage: the virtual environment and nothing else.

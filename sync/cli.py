@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("options", nargs=argparse.REMAINDER)
     emulator.set_defaults(func=_cmd_emulator)
 
+    from sync.commands.init import add_init_parser
+
+    add_init_parser(commands, validate=_cmd_validate)
+
     demo = commands.add_parser("demo", help="the example job against a built-in emulator")
     demo.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
     demo.set_defaults(func=_cmd_demo, quiet=True)  # the demo prints its own reports

@@ -60,3 +60,42 @@ def test_hadolint_passes() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def build_stage() -> str:
+    return DOCKERFILE.split("\nFROM ")[1]
+
+
+def install_target(extras: str | None) -> str:
+    """What the build stage's pip installs, the shell expanding EXTRAS as the build does."""
+    [line] = [ln for ln in build_stage().splitlines() if "pip install" in ln]
+    target = line.split("--no-cache-dir", 1)[1].split("\\")[0].strip()
+    env = {"PATH": "/usr/bin:/bin"} | ({} if extras is None else {"EXTRAS": extras})
+    default = re.search(r"^ARG EXTRAS=(\S*)$", build_stage(), flags=re.MULTILINE)
+    assert default, "the build stage declares ARG EXTRAS with a default"
+    if extras is None:
+        env["EXTRAS"] = default.group(1)  # what docker passes when --build-arg is not given
+    result = subprocess.run(
+        ["sh", "-c", f"printf %s {target}"], env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def test_the_image_has_the_s3_backend_unless_told_otherwise() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert install_target(None) == ".[s3]"
+    assert any(dep.startswith("s3fs") for dep in extras["s3"])
+    assert install_target("s3,gcs,azure,http") == ".[s3,gcs,azure,http]"
+    for name in ("s3", "gcs", "azure", "http"):
+        assert name in extras, name
+    assert install_target("") == "."  # local files only
+    # The final stage takes the built environment only: no build argument needed there.
+    assert "ARG" not in DOCKERFILE.split("\nFROM ")[2]
+
+
+def test_readme_shows_both_builds() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "docker build -t np6-sync ." in readme
+    assert "docker build --build-arg EXTRAS=s3,gcs,azure,http -t np6-sync ." in readme
