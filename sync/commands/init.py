@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sync.config import SyncConfig, infer_format, url_scheme
 from sync.errors import UsageError
 
 SAMPLE_ROWS = 1000
@@ -46,6 +45,8 @@ def add_init_parser(
 
 
 def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], int]) -> int:
+    from sync.config import url_scheme  # pydantic: not for every command's start
+
     if url_scheme(args.source):
         raise UsageError(f"{args.source}: init reads a local file; copy the file here first")
     source = Path(args.source)
@@ -105,6 +106,7 @@ def _share(values: list[str], pattern: re.Pattern[str]) -> float:
 
 def read_columns(source: Path) -> tuple[list[str], Literal["csv", "parquet"], str]:
     """The column names, the format and (CSV) the delimiter the project's reader finds."""
+    from sync.config import infer_format
     from sync.read import csv_source
     from sync.read.sources import SourceSpec, read_header
 
@@ -180,6 +182,8 @@ def job_text(
     key: KeyProposal,
 ) -> str:
     """The job file, every default written out with what it means."""
+    from sync.config import SyncConfig
+
     d = SyncConfig()
     others = ", ".join(c for c in columns if c != key.column) or "none"
     csv_lines = (

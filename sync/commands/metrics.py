@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import http.client
+import functools
 import logging
 import os
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sync.errors import Np6SyncError
@@ -93,6 +92,8 @@ def push_metrics(
     timeout: float = PUSH_TIMEOUT_S,
 ) -> bool:
     """One push per job, grouped by job and segment (a PUT replaces the group's series)."""
+    from http.client import HTTPException
+
     from prometheus_client import push_to_gateway
 
     from sync.report.metrics import registry_for
@@ -109,7 +110,7 @@ def push_metrics(
                 timeout=timeout,
                 handler=handler,
             )
-        except (OSError, http.client.HTTPException, ValueError) as error:
+        except (OSError, HTTPException, ValueError) as error:
             log.warning(
                 "the metrics of %s were not pushed to %s: %s",
                 run.report.name,
@@ -147,12 +148,14 @@ def _gateway(gateway: str, environ: Mapping[str, str]) -> tuple[str, Handler]:
         url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
     ) -> Callable[[], None]:
         def send() -> None:
+            import urllib.request
+
             request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
             for name, value in headers:
                 request.add_header(name, value)
             if authorization is not None:
                 request.add_header("Authorization", authorization)
-            with _OPENER.open(request, timeout=timeout) as response:
+            with _opener().open(request, timeout=timeout) as response:
                 if response.status >= 300:
                     raise OSError(f"HTTP {response.status} {response.reason}")
 
@@ -161,12 +164,15 @@ def _gateway(gateway: str, environ: Mapping[str, str]) -> tuple[str, Handler]:
     return url, handler
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # urllib then raises the 3xx as an HTTPError
+@functools.cache
+def _opener() -> Any:
+    import urllib.request  # imported here: not needed by runs without a Pushgateway
 
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None  # urllib then raises the 3xx as an HTTPError
 
-_OPENER = urllib.request.build_opener(_NoRedirect())
+    return urllib.request.build_opener(NoRedirect())
 
 
 def _display(url: str) -> str:
