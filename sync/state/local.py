@@ -21,7 +21,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,10 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sync.errors import HistoryError, LockedError, StateError, foreign_errors
 from sync.core.hashing import first_distinct
 from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import PENDING_SCHEMA, Holding, no_pending
+from sync.errors import HistoryError, LockedError, StateError, foreign_errors
 from sync.report.model import JobReport
 from sync.state.files import atomic_write, fsync_dir, leftovers, open_private
 from sync.state.history import append_history, history_path, read_history
@@ -267,7 +266,6 @@ class StateStore:
             f"{holder.get('host', '?')}, started {holder.get('started_at', '?')} "
             f"(lock {self.lock_path})"
         )
-
 
     # --- run history -------------------------------------------------------------------
 

@@ -37,13 +37,13 @@ from typing import Any, TypeVar
 import orjson
 import pyarrow as pa
 
-from sync.errors import HistoryError, Np6SyncError, StateError, SyncError, foreign_errors
-from sync.state.history import history_entry, parse_history
 from sync.core.plan import Holding
+from sync.errors import HistoryError, Np6SyncError, StateError, SyncError, foreign_errors
 from sync.read.remote import describe, display_url
-from sync.state.s3_objects import LEASE_S, Conflict, LeaseLock, S3Objects
 from sync.report.model import JobReport
+from sync.state.history import history_entry, parse_history
 from sync.state.local import Journal, StateInfo, StateStore, begin_event
+from sync.state.s3_objects import LEASE_S, Conflict, LeaseLock, S3Objects
 
 log = logging.getLogger("np6sync.remote")
 HISTORY_KEPT = 10_000  # runs kept in the history object, which is rewritten whole per run
@@ -251,7 +251,9 @@ class RemoteStateStore:
 
     def _reading(self, what: str, call: Callable[..., _T], *args: Any) -> _T:
         """Before anything is sent: a failure is a StateError (exit 2)."""
-        with foreign_errors(lambda why: StateError(f"{self.where}: cannot {what}: {why}"), describe):
+        with foreign_errors(
+            lambda why: StateError(f"{self.where}: cannot {what}: {why}"), describe
+        ):
             return call(*args)
 
     def _writing(self, what: str, call: Callable[..., _T], *args: Any) -> _T:
@@ -308,7 +310,9 @@ class RemoteJournal(Journal):
                 data = bytes(self._pending)
             if not data or self._folded:
                 return
-            with foreign_errors(lambda why: SyncError(f"cannot upload the journal: {why}"), describe):
+            with foreign_errors(
+                lambda why: SyncError(f"cannot upload the journal: {why}"), describe
+            ):
                 self._upload(self._seq, data)
             self._seq += 1
             with self._buffer_lock:

@@ -177,7 +177,9 @@ class LeaseLock:
 
     def _acquire(self) -> None:
         shown = display_url(self.url)
-        with foreign_errors(lambda why: StateError(f"{shown}: cannot take the lock: {why}"), describe):
+        with foreign_errors(
+            lambda why: StateError(f"{shown}: cannot take the lock: {why}"), describe
+        ):
             self._try_acquire()
 
     def _try_acquire(self) -> None:
