@@ -204,3 +204,12 @@ def test_a_gateway_that_hangs_times_out() -> None:
         url = f"http://127.0.0.1:{hanging.getsockname()[1]}"
         report = JobReport("list", 1234, status="succeeded")
         assert not push_metrics(url, [JobRun(report, datetime.now(UTC), 0.0)], {}, timeout=0.2)
+
+
+def test_a_gateway_that_is_down_is_tried_once_per_run(caplog: pytest.LogCaptureFixture) -> None:
+    runs = [
+        JobRun(JobReport(name, 1234, status="succeeded"), datetime.now(UTC), 0.0)
+        for name in ("a", "b", "c")
+    ]
+    assert not push_metrics(f"http://127.0.0.1:{closed_port()}", runs, {}, timeout=1)
+    assert "the metrics of a and 2 more job(s) were not pushed" in caplog.text

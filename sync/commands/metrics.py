@@ -99,8 +99,7 @@ def push_metrics(
     from sync.report.metrics import registry_for
 
     url, handler = _gateway(gateway, environ)
-    pushed = True
-    for run in runs:
+    for number, run in enumerate(runs):
         try:
             push_to_gateway(
                 url,
@@ -111,15 +110,18 @@ def push_metrics(
                 handler=handler,
             )
         except (OSError, HTTPException, ValueError) as error:
+            # A gateway that is down or hangs would make each job wait its timeout: stop.
+            left = len(runs) - number - 1
             log.warning(
-                "the metrics of %s were not pushed to %s: %s",
+                "the metrics of %s%s were not pushed to %s: %s",
                 run.report.name,
+                f" and {left} more job(s)" if left else "",
                 _display(url),
                 error,
                 extra={"job": run.report.name},
             )
-            pushed = False
-    return pushed
+            return False
+    return True
 
 
 Handler = Callable[..., Callable[[], None]]
@@ -201,12 +203,7 @@ def _last_success(job: Job | None, report: JobReport) -> float | None:
     return 0.0
 
 
-def _history(job: Job) -> list[dict[str, object]]:
-    if job.state_url is None:
-        from sync.state.history import read_history
+def _history(job: Job) -> list[dict[str, Any]]:
+    from sync.state.store import store_for
 
-        return read_history(job.state_path)
-    from sync.state.s3 import RemoteStateStore
-
-    store = RemoteStateStore(job.state_url, job.segment_id, job.targets.definition())
-    return store.read_history()
+    return store_for(job).read_history()
