@@ -24,17 +24,10 @@ from pydantic import (
 )
 
 from sync.errors import ConfigError
+from sync.read import formats
 from sync.state.store import STATE_SCHEMES
 
-Transform = Literal["strip", "lower", "upper", "digits", "nfkc"]
-SOURCE_SUFFIXES = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".txt": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zip")
+Transform = Literal["strip", "lower", "upper", "digits", "nfkc", "remove_zero_width"]
 # URL schemes a source may use (read through fsspec; see sync/remote.py), and the state.
 SOURCE_SCHEMES = ("s3", "gs", "az", "http", "https")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -233,7 +226,7 @@ class Job(_Model):
         return "\t" if ".tsv" in Path(self.source.path).name.lower() else ","
 
     @property
-    def source_format(self) -> Literal["csv", "parquet"]:
+    def source_format(self) -> formats.Format:
         fmt = self.source.format or infer_format(self.source.path)
         assert fmt is not None  # checked by SourceConfig
         return fmt
@@ -272,18 +265,10 @@ class Settings(_Model):
         return value.rstrip("/")
 
 
-def infer_format(path: str) -> Literal["csv", "parquet"] | None:
+def infer_format(path: str) -> formats.Format | None:
     if url_scheme(path):
         path = urlsplit(path).path  # a signed URL's query is not part of the name
-    name = path.lower()
-    for suffix in COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            name = name.removesuffix(suffix)
-            break
-    for suffix, fmt in SOURCE_SUFFIXES.items():
-        if name.endswith(suffix):
-            return "csv" if fmt == "csv" else "parquet"
-    return None
+    return formats.infer_format(path)
 
 
 def _resolve(base: Path, path: str) -> Path:

@@ -23,16 +23,21 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sync.errors import SourceError
+from sync.read.csv_header import DELIMITERS, RecordScanner, sniff
+from sync.read.formats import compression_of
 
-# What "auto" chooses among, in order of preference when the counts tie.
-DELIMITERS = (",", ";", "\t", "|")
-_CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip"}
+# Longest first: a UTF-32 little-endian mark starts with UTF-16's.
+_BOMS = {b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\xfe\xff": "utf-32"}
+_BOMS |= {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 _CHUNK = 1 << 16
 _ESCAPED = re.compile("[\udc80-\udcff]")
-_SNIFF_RECORDS = 50
-# A header record longer than this is taken for an unbalanced quote.
-_MAX_HEADER_BYTES = 1 << 24
+_ROW = re.compile(r"Row #(\d+)")
+# pyarrow parses a block at a time and reads rows up to about twice its block size: the
+# default block first (1 MB), larger ones only for a file whose rows need them.
+_BLOCK_SIZES = (1 << 20, 1 << 24, 1 << 26)
+# Real headers are a few KB; past this, the file is not a CSV or a quote never closes.
+MAX_HEADER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,34 +54,20 @@ def read_header(path: Path, delimiter: str, encoding: str) -> CsvHeader:
         raise SourceError(
             f"{path}: delimiter {delimiter!r} must be one character, not a quote or a line end"
         )
-    scan_delimiters = "".join(DELIMITERS) if delimiter == "auto" else delimiter
-    with open_bytes(path) as stream:
-        raw = b""
-        while True:
-            chunk = stream.read(_CHUNK)
-            raw += chunk
-            at_eof = not chunk
-            text = _decode_head(raw, codec, at_eof)
-            records = _records(text, scan_delimiters, at_eof)
-            if at_eof or any(record for record, _ in records):
-                break
-            if len(raw) > _MAX_HEADER_BYTES:
-                raise SourceError(
-                    f"{path}: no end to the header line in its first {len(raw)} bytes "
-                    "(an unbalanced quote?)"
-                )
+    raw, scan = _scan_head(path, codec, "".join(DELIMITERS) if delimiter == "auto" else delimiter)
+    records = scan.records
     blank = 0
     while records and not records[0][0]:
         blank += 1
         records.pop(0)
     if not records:
-        if text.strip("\r\n"):
+        if scan.text.strip("\r\n"):
             raise SourceError(f"{path}: the header line opens a quote that never closes")
         raise SourceError(f"{path}: the file has no header line")
     if _ESCAPED.search(records[0][0]):
         _raise_decode_error(path, raw, codec)
     if delimiter == "auto":
-        delimiter = _sniff(records)
+        delimiter = sniff(records)
     try:
         names = next(csv.reader([records[0][0]], delimiter=delimiter))
     except csv.Error as exc:
@@ -84,33 +75,75 @@ def read_header(path: Path, delimiter: str, encoding: str) -> CsvHeader:
     return CsvHeader(names=names, delimiter=delimiter, codec=codec, first_row=2 + blank)
 
 
+def _scan_head(path: Path, codec: str, delimiters: str) -> tuple[bytes, RecordScanner]:
+    """Read until the header record is complete: the raw bytes read, and the scan."""
+    # Bytes that do not decode are kept as escapes: only the header must decode here,
+    # the parser judges the key columns and the other columns do not matter.
+    decoder = codecs.getincrementaldecoder(codec)("surrogateescape")
+    scan = RecordScanner(delimiters)
+    raw = bytearray()
+    with open_bytes(path) as stream:
+        while not scan.has_header:
+            if len(raw) >= MAX_HEADER_BYTES:
+                raise SourceError(
+                    f"{path}: no end to the header line in the first "
+                    f"{MAX_HEADER_BYTES >> 20} MB of the file, the most np6-sync reads for a "
+                    "header "
+                    + ("(a quote that never closes?)" if scan.in_quotes else "(not a CSV file?)")
+                )
+            chunk = stream.read(_CHUNK)
+            raw += chunk
+            piece = decoder.decode(chunk, not chunk)
+            scan.feed(piece if scan.text else piece.removeprefix("\ufeff"), not chunk)
+            if not chunk:
+                break
+    return bytes(raw), scan
+
+
 def read_columns(path: Path, header: CsvHeader, columns: Sequence[str]) -> pa.Table:
     """The requested columns as binary: the caller checks and names non-UTF-8 rows."""
     try:
-        try:
-            return _read(path, header, columns, use_threads=True)
-        except pa.ArrowInvalid as exc:
-            if "CSV parse error" not in str(exc):
-                raise
-            # pyarrow names the row of a parse error only when it reads on one thread.
+        for block_size in _BLOCK_SIZES:
             try:
-                _read(path, header, columns, use_threads=False)
-            except pa.ArrowInvalid as again:
-                raise SourceError(f"{path}: {one_line(again)}") from None
-            raise
+                return _read_naming_rows(path, header, columns, block_size)
+            except pa.ArrowInvalid as exc:
+                if "straddl" not in str(exc):
+                    raise
+        raise SourceError(
+            f"{path}: a row is longer than about {2 * _BLOCK_SIZES[-1] >> 20} MB, the longest "
+            "np6-sync reads; remove the long values or the columns that hold them"
+        )
     except UnicodeDecodeError:
         raise _decode_error(path, header.codec) from None
+
+
+def _read_naming_rows(
+    path: Path, header: CsvHeader, columns: Sequence[str], block_size: int
+) -> pa.Table:
+    try:
+        return _read(path, header, columns, block_size, use_threads=True)
+    except pa.ArrowInvalid as exc:
+        if "CSV parse error" not in str(exc):
+            raise
+        # pyarrow names the row of a parse error only when it reads on one thread.
+        try:
+            _read(path, header, columns, block_size, use_threads=False)
+        except pa.ArrowInvalid as again:
+            raise SourceError(f"{path}: {_spreadsheet_rows(one_line(again), header)}") from None
+        raise
+
+
+def _spreadsheet_rows(message: str, header: CsvHeader) -> str:
+    # pyarrow counts records from the header, blank lines before it left out.
+    return _ROW.sub(lambda m: f"Row #{int(m[1]) + header.first_row - 2}", message, count=1)
 
 
 @contextmanager
 def open_bytes(path: Path) -> Iterator[Any]:
     """The file's bytes, decompressed after its extension (.gz .bz2 .zst .zip)."""
-    suffix = path.suffix.lower()
-    if suffix in _CODECS:
-        with pa.input_stream(str(path), compression=_CODECS[suffix]) as stream:
-            yield stream
-    elif suffix != ".zip":
-        with pa.input_stream(str(path), compression=None) as stream:
+    compression = compression_of(path.name)
+    if compression != "zip":
+        with pa.input_stream(str(path), compression=compression) as stream:
             yield stream
     else:
         try:
@@ -140,7 +173,9 @@ def _only_member(path: Path, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
     return members[0]
 
 
-def _read(path: Path, header: CsvHeader, columns: Sequence[str], use_threads: bool) -> pa.Table:
+def _read(
+    path: Path, header: CsvHeader, columns: Sequence[str], block_size: int, use_threads: bool
+) -> pa.Table:
     wanted = list(dict.fromkeys(columns))
     with open_bytes(path) as stream:
         table = pacsv.read_csv(
@@ -149,6 +184,7 @@ def _read(path: Path, header: CsvHeader, columns: Sequence[str], use_threads: bo
                 # utf8 is parsed natively (a BOM is skipped); other codecs are transcoded.
                 encoding="utf8" if header.codec == "utf-8" else header.codec,
                 use_threads=use_threads,
+                block_size=block_size,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=header.delimiter,
@@ -178,23 +214,25 @@ def _codec(path: Path, encoding: str) -> str:
     return "utf-8" if name in ("utf-8", "utf-8-sig") else name
 
 
-def _decode_head(raw: bytes, codec: str, final: bool) -> str:
-    # Bytes that do not decode are kept as escapes: only the header must decode here,
-    # the parser judges the key columns and the other columns do not matter.
-    decoder = codecs.getincrementaldecoder(codec)("surrogateescape")
-    text: str = decoder.decode(raw, final)
-    return text.removeprefix("\ufeff")
-
-
 def _raise_decode_error(path: Path, raw: bytes, codec: str) -> NoReturn:
     try:
         raw.decode(codec)
     except UnicodeDecodeError as exc:
         line = codecs.decode(raw[: exc.start], codec, "replace").count("\n") + 1
-        kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
-        hint = f"; the file looks {kind}-compressed: name it after its compression" if kind else ""
-        raise SourceError(_decode_message(path, codec, exc, exc.start, line) + hint) from None
+        raise SourceError(
+            _decode_message(path, codec, exc, exc.start, line) + _decode_hint(raw)
+        ) from None
     raise SourceError(f"{path}: the header line does not decode as {codec}")
+
+
+def _decode_hint(raw: bytes) -> str:
+    kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
+    if kind:
+        return f"; the file looks {kind}-compressed: name it after its compression"
+    bom = next((e for mark, e in _BOMS.items() if raw.startswith(mark)), None)
+    if bom:
+        return f"; the file starts with a {bom.upper()} byte-order mark: set source.encoding: {bom}"
+    return ""
 
 
 def _decode_error(path: Path, codec: str) -> SourceError:
@@ -216,60 +254,11 @@ def _decode_error(path: Path, codec: str) -> SourceError:
 
 def _decode_message(path: Path, codec: str, exc: UnicodeDecodeError, offset: int, line: int) -> str:
     bad = exc.object[exc.start : exc.end].hex(" ")
-    of = " of the decompressed data" if path.suffix.lower() in (*_CODECS, ".zip") else ""
+    of = " of the decompressed data" if compression_of(path.name) else ""
     return (
         f"{path}: byte(s) {bad} at byte offset {offset}{of} (line {line}) cannot be decoded "
         f"as {codec} ({exc.reason}); set source.encoding to the file's encoding"
     )
-
-
-def _records(text: str, delimiters: str, at_eof: bool) -> list[tuple[str, dict[str, int]]]:
-    """The complete records at the start of ``text``, with their delimiter counts.
-
-    Quote-aware like the parser: a quote opens a quoted field only at the start of a field,
-    and line ends inside quotes do not end the record.
-    """
-    records: list[tuple[str, dict[str, int]]] = []
-    counts = dict.fromkeys(delimiters, 0)
-    start, i, n = 0, 0, len(text)
-    in_quotes, field_start = False, True
-    while i < n and len(records) < _SNIFF_RECORDS:
-        c = text[i]
-        if in_quotes:
-            if c == '"':
-                if text.startswith('"', i + 1):
-                    i += 1
-                else:
-                    in_quotes = False
-        elif c == '"' and field_start:
-            in_quotes = True
-        elif c in "\r\n":
-            records.append((text[start:i], counts))
-            counts = dict.fromkeys(delimiters, 0)
-            if text.startswith("\r\n", i):
-                i += 1
-            start, field_start = i + 1, True
-            i += 1
-            continue
-        elif c in counts:
-            counts[c] += 1
-        field_start = not in_quotes and c in delimiters
-        i += 1
-    # A record still inside quotes at the end of the file is unbalanced, not complete.
-    if at_eof and start < n and not in_quotes and len(records) < _SNIFF_RECORDS:
-        records.append((text[start:], counts))
-    return records
-
-
-def _sniff(records: list[tuple[str, dict[str, int]]]) -> str:
-    """The candidate the header holds, preferring one every sampled record holds as often."""
-    header = records[0][1]
-    found = [d for d in DELIMITERS if header[d] > 0]
-    if not found:
-        return ","  # one column: any delimiter reads it the same
-    rows = [counts for text, counts in records[1:] if text]
-    steady = [d for d in found if all(r[d] == header[d] for r in rows)]
-    return max(steady or found, key=lambda d: header[d])
 
 
 def one_line(exc: BaseException) -> str:

@@ -16,19 +16,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pyarrow as pa
 
 from sync.errors import SourceError
 from sync.read import csv_source, parquet_source
+from sync.read.csv_header import DELIMITERS
 from sync.read.csv_source import one_line
+from sync.read.formats import Format, compression_of, expected_names, infer_format
 
-Format = Literal["csv", "parquet"]
-
-_CSV_SUFFIXES = (".csv", ".tsv", ".txt")
-_PARQUET_SUFFIXES = (".parquet", ".pq")
-_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".zip")
 # A header list longer than this is cut in messages: they must stay one readable line.
 _MAX_NAMES_SHOWN = 30
 
@@ -85,19 +81,6 @@ def read_header(spec: SourceSpec) -> list[str]:
         return parquet_source.column_names(parquet_source.open_file(spec.path))
 
 
-def infer_format(path: Path) -> Format | None:
-    """csv or parquet from the file name, or None when the name does not tell."""
-    name = path.name.lower()
-    compressed = name.endswith(_COMPRESSED_SUFFIXES)
-    if compressed:
-        name = name.rsplit(".", 1)[0]
-    if name.endswith(_CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(_PARQUET_SUFFIXES) and not compressed:
-        return "parquet"
-    return None
-
-
 def _checked_format(spec: SourceSpec) -> Format:
     """Check the file is there and readable-looking, then settle its format."""
     path = spec.path
@@ -113,19 +96,15 @@ def _checked_format(spec: SourceSpec) -> Format:
         raise SourceError(f"{path}: permission denied: cannot read the file")
     if stat.S_ISREG(info.st_mode) and info.st_size == 0:
         raise SourceError(f"{path}: the file is empty (0 bytes)")
-    name = path.name.lower()
-    if name.endswith(_COMPRESSED_SUFFIXES) and (
-        spec.format == "parquet"
-        or (spec.format is None and name.rsplit(".", 1)[0].endswith(_PARQUET_SUFFIXES))
-    ):
-        # Parquet compresses its pages itself, and its reader needs to seek in the file.
-        raise SourceError(f"{path}: a compressed Parquet file cannot be read; decompress it")
-    fmt = spec.format or infer_format(path)
+    fmt = spec.format or infer_format(path.name)
     if fmt is None:
         raise SourceError(
-            f"{path}: cannot tell the format from the file name (expected .csv, .csv.gz, "
-            ".csv.bz2, .csv.zst, .csv.zip, .tsv, .txt, .parquet or .pq); set source.format"
+            f"{path}: cannot tell the format from the file name (expected {expected_names()}); "
+            "set source.format"
         )
+    if fmt == "parquet" and compression_of(path.name):
+        # Parquet compresses its pages itself, and its reader needs to seek in the file.
+        raise SourceError(f"{path}: a compressed Parquet file cannot be read; decompress it")
     return fmt
 
 
@@ -186,7 +165,7 @@ def _header_hint(names: list[str], delimiter: str | None) -> str:
     if names and names[0].startswith("\u00ef\u00bb\u00bf"):
         return "; the file starts with a UTF-8 byte-order mark: set source.encoding to utf-8"
     if delimiter is not None and len(names) == 1:
-        others = [d for d in csv_source.DELIMITERS if d != delimiter and d in names[0]]
+        others = [d for d in DELIMITERS if d != delimiter and d in names[0]]
         if others:
             return (
                 f"; the header holds {others[0]!r}, not {delimiter!r}: "
