@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -73,7 +75,11 @@ def test_id_mode_rejects_values_that_are_not_target_ids() -> None:
     assert keyset.rejects_by_reason == {"not an NP6 target id (8 letters or digits)": 3}
 
 
-cell = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["", " ", "NA", "0"]))
+# What a key may not hold: C0 and C1 controls, and the zero-width characters.
+INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u200c\u200d\u2060\ufeff]")
+cell = st.one_of(
+    st.none(), st.text(max_size=6), st.sampled_from(["", " ", "NA", "0", "\x00", "a\u200bb"])
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -90,7 +96,7 @@ def test_every_row_is_a_key_or_a_reported_reject(rows: list[tuple[str | None, st
     rejected_rows = []
     for number, (a, b) in enumerate(rows, start=2):
         parts = [p.strip() if p is not None else None for p in (a, b)]
-        if any(not p for p in parts):
+        if any(not p or INVISIBLE.search(p) for p in parts):
             rejected_rows.append(number)
         else:
             expected.setdefault("/".join(parts), None)  # type: ignore[arg-type]

@@ -611,6 +611,9 @@ def test_parquet_binary_that_is_not_utf8_names_the_row(tmp_path: Path) -> None:
         read_source(spec, ["k"])
 
     _assert_one_line(caught.value, spec, ["column 'k', row 3", "ff", "not valid utf-8"])
+    # Parquet has no encoding to set: the advice is about the column, not source.encoding.
+    assert "holds binary data, not text" in str(caught.value)
+    assert "source.encoding" not in str(caught.value)
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,11 @@ KEY_TYPE = pa.string()
 # NP6 target ids look like 000PKXK4: eight letters or digits.
 TARGET_ID_PATTERN = r"^[0-9A-Za-z]{8}$"
 
+# Invisible in a spreadsheet and in NP6's interface, yet part of the key: C0 and C1
+# controls (NUL, line ends, tabs...) and the zero-width characters.
+_CONTROL = r"[\x{00}-\x{1f}\x{7f}-\x{9f}]"
+_ZERO_WIDTH = r"[\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}]"
+
 TRANSFORMS: Mapping[str, Callable[[pa.ChunkedArray], pa.ChunkedArray]] = {
     "strip": pc.utf8_trim_whitespace,
     "lower": pc.utf8_lower,
@@ -28,7 +33,11 @@ TRANSFORMS: Mapping[str, Callable[[pa.ChunkedArray], pa.ChunkedArray]] = {
     # RE2's \D is ASCII-only, so this keeps exactly 0-9.
     "digits": lambda a: pc.replace_substring_regex(a, pattern=r"\D", replacement=""),
     "nfkc": lambda a: pc.utf8_normalize(a, form="NFKC"),
+    # strip and nfkc keep them: NFKC maps no zero-width character, and none is whitespace.
+    "remove_zero_width": lambda a: pc.replace_substring_regex(a, _ZERO_WIDTH, ""),
 }
+# Each key column's checks, in order: a row is rejected for the first that fails.
+_CHECKS = ("missing", "empty", "control character in", "zero-width character in")
 
 
 def concat(*arrays: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
@@ -59,14 +68,16 @@ class KeySet:
 # Keys are built a slice of rows at a time, so the transforms' intermediate arrays stay
 # small: only the finished keys of the whole list are ever held at once.
 SLICE = 1_000_000
+# A row's reject reason, as an index into the job's reasons: four per key column.
+_CODE = pa.int16()
 
 
 def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> KeySet:
     """Turn the key columns of a source into distinct keys.
 
     A row is rejected (with its spreadsheet row number and the reason) when a key part
-    is missing or empty after its transforms, or, in id mode, when the key does not
-    look like an NP6 target id.
+    is missing or empty after its transforms or holds a control or zero-width character,
+    or, in id mode, when the key does not look like an NP6 target id.
     """
     return distinct(collect_keys(table, targets, first_row))
 
@@ -82,10 +93,10 @@ def collect_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) ->
     Apart from ``distinct`` so that a caller can let go of the source's columns first:
     finding duplicates is the step that needs the most memory.
     """
-    reasons = [f"{what} {column}" for column in targets.columns for what in ("missing", "empty")]
+    reasons = [f"{what} {column}" for column in targets.columns for what in _CHECKS]
     reasons.append("not an NP6 target id (8 letters or digits)")
     valid: list[pa.Array] = []
-    rejected = [_rejected_rows(table.slice(0, 0), targets, pa.array([], pa.int8()), reasons, 0)]
+    rejected = [_rejected_rows(table.slice(0, 0), targets, pa.array([], _CODE), reasons, 0)]
     for start in range(0, table.num_rows, SLICE):
         piece = table.slice(start, SLICE)
         keys, code = _slice_keys(piece, targets)
@@ -109,26 +120,29 @@ def collect_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) ->
 def _slice_keys(piece: pa.Table, targets: TargetsConfig) -> tuple[pa.Array, pa.Array]:
     """The keys of some rows, and each row's first failed check as an index into the
     reasons (null when the row is valid): strings are only made for rejected rows."""
-    code = pa.nulls(piece.num_rows, pa.int8())
+    code = pa.nulls(piece.num_rows, _CODE)
 
     def check(failed: pa.Array, reason: int) -> pa.Array:
         newly = pc.and_(pc.fill_null(failed, True), pc.is_null(code))
-        return pc.if_else(newly, pa.scalar(reason, pa.int8()), code)
+        return pc.if_else(newly, pa.scalar(reason, _CODE), code)
 
     parts = []
     for number, column in enumerate(targets.columns):
         values = piece[column].combine_chunks()
         for name in targets.transforms_for(column):
             values = TRANSFORMS[name](values)
+        first = len(_CHECKS) * number
         if values.null_count:
-            code = check(pc.is_null(values), 2 * number)
-        code = check(pc.equal(pc.utf8_length(values), 0), 2 * number + 1)
+            code = check(pc.is_null(values), first)
+        code = check(pc.equal(pc.utf8_length(values), 0), first + 1)
+        code = check(pc.match_substring_regex(values, _CONTROL), first + 2)
+        code = check(pc.match_substring_regex(values, _ZERO_WIDTH), first + 3)
         parts.append(values.cast(KEY_TYPE))
     separator = pa.scalar(targets.separator, KEY_TYPE)
     keys = pc.binary_join_element_wise(*parts, separator) if len(parts) > 1 else parts[0]
     if targets.identify_by == "id":
         looks_like_id = pc.match_substring_regex(keys, TARGET_ID_PATTERN)
-        code = check(pc.invert(looks_like_id), 2 * len(targets.columns))
+        code = check(pc.invert(looks_like_id), len(_CHECKS) * len(targets.columns))
     return keys, code
 
 

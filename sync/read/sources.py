@@ -68,7 +68,7 @@ def read_source(spec: SourceSpec, columns: Sequence[str]) -> SourceTable:
             _check_columns(spec.path, parquet_source.column_names(parquet), columns, None)
             table = parquet_source.read_columns(spec.path, parquet, columns)
             first_row = 1
-        table = _validated_text(spec.path, table, first_row)
+        table = _validated_text(spec.path, table, first_row, fmt)
     return SourceTable(table=table, first_row=first_row, path=str(spec.path))
 
 
@@ -174,7 +174,7 @@ def _header_hint(names: list[str], delimiter: str | None) -> str:
     return ""
 
 
-def _validated_text(path: Path, table: pa.Table, first_row: int) -> pa.Table:
+def _validated_text(path: Path, table: pa.Table, first_row: int, fmt: Format) -> pa.Table:
     """Cast binary columns to text, naming the row of the first value that is not UTF-8.
 
     All columns come out of one type, so that they can be joined element-wise: string,
@@ -187,7 +187,7 @@ def _validated_text(path: Path, table: pa.Table, first_row: int) -> pa.Table:
             try:
                 column = column.cast(_text_type(column.type))
             except pa.ArrowInvalid:
-                raise _utf8_error(path, name, column, first_row) from None
+                raise _utf8_error(path, name, column, first_row, fmt) from None
         columns.append(column)
     large = any(pa.types.is_large_string(c.type) for c in columns)
     kind = pa.large_string() if large else pa.string()
@@ -198,7 +198,9 @@ def _text_type(binary: pa.DataType) -> pa.DataType:
     return pa.large_string() if pa.types.is_large_binary(binary) else pa.string()
 
 
-def _utf8_error(path: Path, name: str, column: pa.ChunkedArray, first_row: int) -> SourceError:
+def _utf8_error(
+    path: Path, name: str, column: pa.ChunkedArray, first_row: int, fmt: Format
+) -> SourceError:
     # Only on failure: skip the chunks that cast, then decode the bad one value by value.
     row = first_row
     for chunk in column.chunks:
@@ -210,9 +212,15 @@ def _utf8_error(path: Path, name: str, column: pa.ChunkedArray, first_row: int) 
                 (value or b"").decode("utf-8")
             except UnicodeDecodeError as exc:
                 bad = value[exc.start : exc.end].hex(" ")
+                where = f"{path}: column {name!r}, row {row + offset}: byte(s) {bad} at offset"
+                if fmt == "parquet":
+                    # source.encoding is for CSV: Parquet binary that is not UTF-8 is data.
+                    return SourceError(
+                        f"{where} {exc.start} of the value are not valid utf-8: the column "
+                        "holds binary data, not text, and cannot be a key"
+                    )
                 return SourceError(
-                    f"{path}: column {name!r}, row {row + offset}: byte(s) {bad} at offset "
-                    f"{exc.start} of the value are not valid utf-8 ({exc.reason}); set "
+                    f"{where} {exc.start} of the value are not valid utf-8 ({exc.reason}); set "
                     "source.encoding to the file's encoding (often cp1252 or latin-1)"
                 )
     return SourceError(f"{path}: column {name!r} holds text that is not valid utf-8")
