@@ -307,6 +307,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"cannot read: {exc.__class__.__name__}"]) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        # PyYAML parses nested blocks recursively: a hostile file exhausts Python's stack.
+        raise ConfigError(str(path), ["not valid YAML: nested too deeply to read"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
