@@ -361,9 +361,11 @@ class NP6Client:
 
     def _detail(self, answer: requests.Response) -> str:
         hint = _HINTS.get(answer.status_code, "")
-        body = answer.text.strip().replace("\n", " ")[:200]
+        body = answer.text.strip().replace("\n", " ")
         # Some servers echo request headers in error bodies: never let the key through.
+        # Redacted before the cut, which could otherwise leave a prefix of the key.
         body = body.replace(self._api_key, "[redacted]") if self._api_key else body
+        body = body[:200]
         return "; ".join(part for part in (hint, body) if part)
 
 
