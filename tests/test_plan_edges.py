@@ -1,0 +1,154 @@
+"""What each branch of the planner decides and says (the reason reaches the report), and
+the safeguards that must not fire on a plan that removes nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from sync.config import SyncConfig
+from sync.core.keys import KEY_TYPE, KeySet
+from sync.core.plan import PENDING_SCHEMA, Cost, Holding, check_safeguards, choose_strategy
+from sync.core.plan import make_plan as plan_of
+
+IDS = [f"{n:08d}" for n in range(200)]
+DAY = date(2026, 3, 1)
+
+
+def arr(values: list[str]) -> pa.Array:
+    return pa.array(values, KEY_TYPE)
+
+
+def pending(*keys: str, since: str = "2026-03-01") -> pa.Table:
+    return pa.Table.from_pylist([{"key": k, "since": since} for k in keys], PENDING_SCHEMA)
+
+
+CASES = [
+    pytest.param(
+        Holding(arr(IDS[:3])), IDS[:3], {}, {"full_refresh": True},
+        "reload", IDS[:3], "--full-refresh asks for a clear and reload", id="full-refresh",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:3]), certain=False), IDS[:3], {"mode": "append"}, {},
+        "append", IDS[:3], "an earlier run stopped while clearing: send every key",
+        id="uncertain-append",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:3]), certain=False), IDS[:3], {}, {},
+        "reload", IDS[:3], "an earlier run stopped while clearing the segment",
+        id="uncertain-auto",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:3])), IDS[:4], {"mode": "reload"}, {},
+        "reload", IDS[:4], "sync.mode is reload", id="mode-reload",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:3])), IDS[:5], {}, {},
+        "append", IDS[3:5], "only additions", id="additions",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:3])), IDS[:3], {}, {},
+        "none", [], "the segment already holds every key", id="nothing",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:102])), IDS[:100], {}, {"by_id": True},
+        "update", [], "2 target(s) leave one by one (2 requests instead of 3 for a reload)",
+        id="update",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:102])), IDS[:100], {}, {},
+        "reload", IDS[:100], "2 target(s) must leave the segment", id="reload",
+    ),
+    pytest.param(
+        Holding(arr(IDS[:200])), IDS[:199], {"removals": "defer"}, {"today": DAY},
+        "none", [], "1 removal(s) deferred (sync.removals is defer)", id="deferred",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("holding", "source", "rules", "options", "action", "send", "reason"), CASES
+)
+def test_each_branch_says_why(
+    holding: Holding,
+    source: list[str],
+    rules: dict[str, Any],
+    options: dict[str, Any],
+    action: str,
+    send: list[str],
+    reason: str,
+) -> None:
+    plan = plan_of(holding, arr(source), SyncConfig(**rules), **options)
+    assert (plan.action, plan.reason) == (action, reason)
+    assert plan.send.to_pylist() == send
+    # An empty plan still carries keys: renderers and the push slice and join them.
+    assert plan.send.type == KEY_TYPE and plan.remove.type == KEY_TYPE
+    assert plan.pending_changed is (action == "none" and "deferred" in reason)
+
+
+@pytest.mark.parametrize(
+    ("source", "options", "action"),
+    [
+        pytest.param(IDS[:100], {"by_id": True}, "update", id="update"),
+        pytest.param(IDS[:101], {}, "none", id="nothing-left"),
+        pytest.param(IDS[:102], {}, "append", id="additions"),
+    ],
+)
+def test_a_pending_removal_that_is_dropped_changes_the_state(
+    source: list[str], options: dict[str, Any], action: str
+) -> None:
+    holding = Holding(arr(IDS[:101]), pending=pending(IDS[100]))
+    plan = plan_of(holding, arr(source), SyncConfig(), **options)
+    assert plan.action == action
+    assert plan.pending_changed and len(plan.pending) == 0
+
+
+def test_a_due_deferral_reloads_every_key_and_clears_the_pending_list() -> None:
+    rules = SyncConfig(removals="defer", defer_removals_days=7)
+    holding = Holding(arr(IDS[:101]), pending=pending(IDS[100], since="2026-02-01"))
+    plan = plan_of(holding, arr(IDS[:100]), rules, today=DAY)
+    assert plan.action == "reload"
+    assert plan.send.to_pylist() == IDS[:100]
+    assert plan.pending_changed and len(plan.pending) == 0
+
+
+RELOAD_3 = {"reload": Cost(3, 2), "defer": Cost(0, 0)}
+
+
+@pytest.mark.parametrize(
+    ("wanted", "per_target", "strategy"),
+    [
+        pytest.param("reload", 1, "reload", id="reload-even-when-dearer"),
+        pytest.param("per_target", 9, "per_target", id="per-target-even-when-dearer"),
+        pytest.param("defer", 1, "defer", id="defer"),
+        pytest.param("auto", None, "reload", id="auto-without-ids"),
+        pytest.param("per_target", None, "reload", id="per-target-without-ids"),
+    ],
+)
+def test_a_chosen_way_is_kept_whatever_it_costs(
+    wanted: str, per_target: int | None, strategy: str
+) -> None:
+    costs = dict(RELOAD_3)
+    if per_target is not None:
+        costs["per_target"] = Cost(per_target, 0)
+    assert choose_strategy(wanted, costs) == strategy
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        pytest.param({"mode": "append"}, id="append"),
+        pytest.param({"removals": "defer", "defer_removals_ratio": 1.0}, id="deferred"),
+    ],
+)
+def test_the_removal_ratio_does_not_refuse_a_plan_that_removes_nothing(
+    rules: dict[str, Any],
+) -> None:
+    config = SyncConfig(max_removed_ratio=0.0, **rules)
+    plan = plan_of(Holding(arr(IDS[:10])), arr(IDS[5:12]), config, today=DAY)
+    assert plan.action == "append" and plan.removed == 5
+    keyset = KeySet(arr(IDS[5:12]), 7, 7, pa.table({"row": []}))
+    assert check_safeguards(plan, keyset, config) == []
