@@ -213,3 +213,15 @@ def test_a_gateway_that_is_down_is_tried_once_per_run(caplog: pytest.LogCaptureF
     ]
     assert not push_metrics(f"http://127.0.0.1:{closed_port()}", runs, {}, timeout=1)
     assert "the metrics of a and 2 more job(s) were not pushed" in caplog.text
+
+
+def test_credentials_in_the_url_go_in_a_header_not_in_the_logs(
+    cli, tmp_path: Path, gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_csv(tmp_path / "list.csv", emails(0, 3))
+    url = gateway.url.replace("http://", "http://prom:url-pw@")
+    assert cli("run", make_job(tmp_path), "--pushgateway", url).code == 0
+    [(_, path, headers, _)] = gateway.received
+    assert path == "/metrics/job/list/segment/1234"
+    assert headers["Authorization"] == "Basic cHJvbTp1cmwtcHc="  # prom:url-pw
+    assert "url-pw" not in caplog.text
