@@ -23,7 +23,7 @@ KEY = "emulator-test-key-3b7e"
 SEGMENT = 12
 AUTH = {"X-Key": KEY}
 JSON_HEADERS = {**AUTH, "Content-Type": "application/json"}
-REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 MakeEmulator = Callable[..., Emulator]
 
@@ -252,6 +252,8 @@ def test_removing_one_target(emulator: Emulator, session: requests.Session) -> N
         pytest.param("GET", "/segments/5/targets", None, id="list"),
         pytest.param("POST", "/segments/5/normalization", {"fields": {"1": ["FRA"]}}, id="norm"),
         pytest.param("DELETE", "/targets/a/segments/5", None, id="remove"),
+        pytest.param("POST", "/targets/a/segments/5", None, id="add-one"),
+        pytest.param("GET", "/segments/5", None, id="describe"),
     ],
 )
 def test_an_unknown_segment_is_404_when_segments_are_given(
@@ -284,7 +286,8 @@ def test_set_members_creates_a_segment_and_members_is_a_copy(
     ("method", "path", "status"),
     [
         pytest.param("GET", "/", 404, id="root"),
-        pytest.param("GET", "/segments/12", 404, id="segment"),
+        pytest.param("GET", "/segments/12/members", 404, id="segment-other"),
+        pytest.param("GET", "/targets/a", 404, id="target"),
         pytest.param("PUT", "/segments/0/targets", 404, id="segment-0"),
         pytest.param("PUT", "/segments/x/targets", 404, id="segment-x"),
         pytest.param("GET", "/segments/12/targets/extra", 404, id="longer"),
@@ -292,6 +295,8 @@ def test_set_members_creates_a_segment_and_members_is_a_copy(
         pytest.param("PATCH", "/segments/12/targets", 405, id="patch-targets"),
         pytest.param("GET", "/segments/12/normalization", 405, id="get-normalization"),
         pytest.param("PUT", "/targets/a/segments/12", 405, id="put-member"),
+        pytest.param("PUT", "/segments/12", 405, id="put-segment"),
+        pytest.param("POST", "/targets", 405, id="post-lookup"),
     ],
 )
 def test_other_paths_and_methods(

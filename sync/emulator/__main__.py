@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from sync.emulator.server import main
+from sync.emulator.cli import main
 
 raise SystemExit(main())
