@@ -116,8 +116,12 @@ def _parser() -> argparse.ArgumentParser:
 
     # The emulator parses its own options (np6-sync emulator --help): importing it here
     # would slow every other command's start.
+    # prefix_chars: no option of its own, so REMAINDER keeps "--port" (Python 3.11 drops it).
     emulator = commands.add_parser(
-        "emulator", help="a local NP6 stand-in for trials and tests", add_help=False
+        "emulator",
+        help="a local NP6 stand-in for trials and tests",
+        add_help=False,
+        prefix_chars="+",
     )
     emulator.add_argument("options", nargs=argparse.REMAINDER)
     emulator.set_defaults(func=_cmd_emulator)

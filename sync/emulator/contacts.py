@@ -89,11 +89,15 @@ def load_contacts(path: Path) -> Contacts:
     are ignored); a repeated id adds a unicity value, an empty ``unicity`` none."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            return Contacts(_read_rows(path, csv.DictReader(f)))
+            rows = _read_rows(path, csv.DictReader(f))
     except OSError as error:
         raise ContactsError(f"cannot read {path}: {error.strerror or error}") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise ContactsError(f"{path}: not a readable CSV: {error}") from None
+    try:
+        return Contacts(rows)
+    except ContactsError as error:
+        raise ContactsError(f"{path}: {error}") from None
 
 
 def _read_rows(path: Path, reader: csv.DictReader[str]) -> dict[str, list[str]]:
