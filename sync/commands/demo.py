@@ -1,4 +1,8 @@
-"""`np6-sync demo`: the example job, three runs, against a built-in emulator."""
+"""`np6-sync demo`: the example job, four runs, against a built-in emulator.
+
+The emulated account holds contacts, as NP6 does: the list's keys are their unicity
+values, and the segment ends up holding the contacts' ids.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from sync.config import Settings, load_job
-from sync.emulator import Emulator
+from sync.emulator import Emulator, make_contacts
 from sync.np6.client import client_factory
 from sync.report.model import RunReport
 from sync.report.table import render_table
@@ -40,24 +44,29 @@ def run_demo(keep: Path | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "newsletter-fr.yaml").write_text(JOB)
         contacts = _contacts(1_000)
-        with Emulator(KEY, segments=[1234], latency_s=0.002) as emulator:
+        joining = _contacts(40, start=1_000)
+        # The account knows everyone the list will ever name, and a few more.
+        everyone = contacts + joining + _contacts(60, start=1_040)
+        account = make_contacts(_unicity(row) for row in everyone)
+        print(f"The emulated NP6 account holds {len(account):,} contacts (id and unicity value).")
+        segments = {1234: "newsletter-fr"}
+        with Emulator(KEY, segments=segments, contacts=account, latency_s=0.002) as emulator:
             steps = [
                 ("1. first load: every contact is new", contacts),
                 ("2. same file again: nothing to send", contacts),
-                ("3. 40 contacts join: only they are sent", contacts + _contacts(40, start=1_000)),
+                ("3. 40 contacts join: only they are sent", contacts + joining),
                 (
                     "4. 5 contacts leave: the segment is cleared and reloaded",
-                    contacts[5:] + _contacts(40, start=1_000),
+                    contacts[5:] + joining,
                 ),
             ]
             worst = 0
             for title, rows in steps:
                 _write_csv(folder / "newsletter.csv", rows)
                 report = _run(folder / "newsletter-fr.yaml", emulator)
-                members = len(emulator.members(1234))
                 print(f"\n{title}\n")
                 print(render_table(report))
-                print(f"the emulated segment now holds {members:,} targets")
+                print(_holding(emulator.members(1234)))
                 worst = max(worst, report.exit_code)
         print(f"\nthe demo's files: {folder}" if keep else "")
         return worst
@@ -69,6 +78,17 @@ def _run(job_path: Path, emulator: Emulator) -> RunReport:
     return RunReport(
         [run_job(load_job(job_path), RunOptions(), connect, concurrency=settings.concurrency)]
     )
+
+
+def _unicity(row: dict[str, str]) -> str:
+    """The key the job builds from a row (its transforms, then its separator)."""
+    return f"{row['email'].strip().lower()}|{row['customer_id']}"
+
+
+def _holding(members: set[str]) -> str:
+    ids = sorted(members)
+    sample = f" ({ids[0]}, {ids[1]}, ...)" if len(ids) > 1 else ""
+    return f"the emulated segment now holds {len(ids):,} targets: contact ids{sample}"
 
 
 def _contacts(count: int, start: int = 0) -> list[dict[str, str]]:
