@@ -6,7 +6,7 @@ import csv
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,21 @@ SEGMENT = 1234
 def emulator() -> Iterator[Emulator]:
     with Emulator(API_KEY, segments=[SEGMENT, 99]) as server:
         yield server
+
+
+@pytest.fixture
+def start_emulator() -> Iterator[Callable[..., Emulator]]:
+    """Start emulators with chosen settings (``Emulator``'s arguments); all stop after the test."""
+    started: list[Emulator] = []
+
+    def start(*args: Any, **settings: Any) -> Emulator:
+        server = Emulator(*args, **settings).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

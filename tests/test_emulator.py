@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import re
@@ -35,18 +36,9 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def make_emulator() -> Iterator[MakeEmulator]:
+def make_emulator(start_emulator: MakeEmulator) -> MakeEmulator:
     """Started emulators with chosen settings, all stopped after the test."""
-    started: list[Emulator] = []
-
-    def make(**settings: Any) -> Emulator:
-        server = Emulator(KEY, **settings).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+    return functools.partial(start_emulator, KEY)
 
 
 @pytest.fixture
@@ -111,21 +103,34 @@ def test_json_with_a_charset_parameter_is_accepted(
     assert session.put(url, data=b'["a"]', headers=headers).json() == 1
 
 
-def test_a_body_without_content_length_is_411(
-    emulator: Emulator, session: requests.Session
-) -> None:
-    # http.client's low-level calls, because requests and urllib3 add Content-Length: 0.
-    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=5)
+def status_without_length(server: Emulator, method: str, path: str) -> int:
+    """The status of a request sent with no Content-Length at all: http.client's low-level
+    calls, because requests and urllib3 add Content-Length: 0."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
-        connection.putrequest("PUT", f"/segments/{SEGMENT}/targets")
+        connection.putrequest(method, path)
         for name, value in JSON_HEADERS.items():
             connection.putheader(name, value)
         connection.endheaders()
         with connection.getresponse() as answer:
-            assert answer.status == 411
             answer.read()
+            return answer.status
     finally:
         connection.close()
+
+
+def test_a_post_without_content_length_is_411_even_with_no_body_to_send(
+    emulator: Emulator,
+) -> None:
+    assert status_without_length(emulator, "POST", f"/targets/a/segments/{SEGMENT}") == 411
+    assert emulator.members(SEGMENT) == set()
+    assert status_without_length(emulator, "DELETE", f"/targets/a/segments/{SEGMENT}") == 404
+
+
+def test_a_body_without_content_length_is_411(
+    emulator: Emulator, session: requests.Session
+) -> None:
+    assert status_without_length(emulator, "PUT", f"/segments/{SEGMENT}/targets") == 411
     chunked = session.put(
         f"{emulator.url}/segments/{SEGMENT}/targets",
         data=iter([b'["a",', b' "b"]']),  # a generator body goes out chunked
