@@ -12,7 +12,7 @@ cli       the command line
 
 from __future__ import annotations
 
-from sync.emulator.cli import configure_parser, main
+from sync.emulator.cli import configure_parser, main, run_cli
 from sync.emulator.contacts import Contacts, ContactsError, load_contacts, make_contacts, target_id
 from sync.emulator.emulator import Call, Emulator
 from sync.emulator.limits import ALL_FAULTS
@@ -29,5 +29,6 @@ __all__ = [
     "load_contacts",
     "main",
     "make_contacts",
+    "run_cli",
     "target_id",
 ]
