@@ -602,6 +602,31 @@ def test_parquet_missing_and_unusable_columns(tmp_path: Path) -> None:
     _assert_one_line(unusable.value, spec, ["column 'tags' is of type list<", "cannot be a key"])
 
 
+def test_every_float16_is_written_in_the_fewest_digits_that_read_back_to_it(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    values = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"k": pa.array(values)}), path)
+
+    texts = read_source(SourceSpec(path), ["k"]).table.column("k").to_pylist()
+
+    for value, text in zip(values, texts, strict=True):
+        if np.isnan(value):
+            assert text is None
+            continue
+        assert np.float16(float(text)) == value, (value, text)
+        if not float(value).is_integer():
+            # numpy writes a float16 in the fewest digits that read back to it.
+            assert _significant(text) <= _significant(str(value)), (value, text)
+
+
+def _significant(text: str) -> int:
+    return len(decimal.Decimal(text).normalize().as_tuple().digits)
+
+
 def test_parquet_binary_that_is_not_utf8_names_the_row(tmp_path: Path) -> None:
     path = tmp_path / "data.parquet"
     pq.write_table(pa.table({"k": pa.array([b"ok", b"ok", b"\xff"])}), path)

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,7 +39,7 @@ _KEY_TYPES: tuple[Callable[[pa.DataType], bool], ...] = (
 
 def open_file(path: Path) -> pq.ParquetFile:
     with open(path, "rb") as file:
-        file.seek(-4, 2)
+        file.seek(max(path.stat().st_size - 4, 0))
         encrypted_footer = file.read(4) == b"PARE"
     if encrypted_footer:
         raise _encrypted(path)
@@ -162,16 +162,11 @@ def _float_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _float16_as_float64(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Each float16 as the float64 of its own shortest text (10.305, not float32's
-    10.3046875): a float16 has only 65536 values, so they are looked up, not computed."""
-    table = _float16_table()
-    return pa.chunked_array(
-        [pc.take(table, chunk.view(pa.uint16())) for chunk in column.chunks], pa.float64()
-    )
-
-
-@functools.cache
-def _float16_table() -> pa.Array:
-    return pa.array([_shortest_float16(bits) for bits in range(1 << 16)], pa.float64())
+    10.3046875). A float16 has only 65536 values: each distinct one is worked out once."""
+    bits = pa.chunked_array([chunk.view(pa.uint16()) for chunk in column.chunks], pa.uint16())
+    distinct = pc.unique(bits).drop_null()
+    texts = pa.array([_shortest_float16(b) for b in distinct.to_pylist()], pa.float64())
+    return pc.take(texts, pc.index_in(bits, distinct))
 
 
 def _shortest_float16(bits: int) -> float:
@@ -179,13 +174,24 @@ def _shortest_float16(bits: int) -> float:
     if not math.isfinite(exact) or exact.is_integer():
         return exact  # whole numbers keep every digit, as ids need
     for digits in range(1, 6):
-        candidate = float(f"{exact:.{digits}g}")
-        try:
-            if struct.pack("<e", candidate) == struct.pack("<H", bits):
-                return candidate
-        except OverflowError:  # rounded past float16's largest value
-            continue
+        # The nearest text of this length may miss while its neighbour reads back:
+        # 0.015625 rounds to 0.01562, but it is 0.01563 that names the same float16.
+        mantissa, exponent = f"{exact:.{digits - 1}e}".split("e")
+        step = Decimal(1).scaleb(1 - digits)
+        nearest = Decimal(mantissa)
+        around = [m.scaleb(int(exponent)) for m in (nearest, nearest - step, nearest + step)]
+        for candidate in sorted(around, key=lambda c: abs(c - Decimal(exact))):
+            if _float16_bits(float(candidate)) == bits:
+                return float(candidate)
     return exact
+
+
+def _float16_bits(value: float) -> int | None:
+    try:
+        bits: int = struct.unpack("<H", struct.pack("<e", value))[0]
+    except OverflowError:  # rounded past float16's largest value
+        return None
+    return bits
 
 
 def _iso_8601(text: pa.ChunkedArray) -> pa.ChunkedArray:
