@@ -7,6 +7,8 @@ quote, or a file without a line end, costs the time of reading it, never its squ
 
 from __future__ import annotations
 
+import re
+
 # What "auto" chooses among, in order of preference when the counts tie.
 DELIMITERS = (",", ";", "\t", "|")
 # Enough records to see whether a delimiter is steady; the data itself goes to pyarrow.
@@ -24,6 +26,7 @@ class RecordScanner:
 
     def __init__(self, delimiters: str) -> None:
         self.delimiters = delimiters
+        self._special = re.compile(f"[{re.escape(chr(34) + delimiters)}\r\n]")
         self.text = ""
         self.records: list[Record] = []
         self._counts = dict.fromkeys(delimiters, 0)
@@ -67,6 +70,11 @@ class RecordScanner:
                 self._in_quotes = True
             elif c in self._counts:
                 self._counts[c] += 1
+            elif c != '"':
+                # Plain text up to the next quote, delimiter or line end: skipped at once.
+                found = self._special.search(text, i)
+                i, self._field_start = (found.start() if found else n), False
+                continue
             self._field_start = c in self.delimiters
             i += 1
         self._at = i
