@@ -11,16 +11,9 @@ from conftest import API_KEY, np6_client
 from sync.config import RetryConfig, Settings
 from sync.emulator import Emulator
 from sync.errors import FatalApiError, RetriableApiError
-from sync.np6.client import (
-    AdaptiveConcurrency,
-    ClientStats,
-    NP6Client,
-    RateLimiter,
-    classify,
-    make_session,
-    parse_retry_after,
-    retry_policy,
-)
+from sync.np6.client import ClientStats, NP6Client, make_session
+from sync.np6.retry import classify, parse_retry_after, retry_policy
+from sync.np6.throttle import AdaptiveConcurrency, RateLimiter
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,15 @@
-"""The NP6 client: session, endpoints, answer classification, retry policy, rate limit."""
+"""The NP6 client: session and endpoints (answers, retries and throttle live beside it)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -20,14 +18,14 @@ import tenacity
 from requests.adapters import HTTPAdapter
 
 from sync import __version__
-from sync.config import RetryConfig, Settings
-from sync.errors import ApiError, FatalApiError, RetriableApiError
+from sync.config import Settings
+from sync.errors import FatalApiError, RetriableApiError
+from sync.np6.retry import classify, parse_retry_after, retry_policy
+from sync.np6.throttle import AdaptiveConcurrency, RateLimiter
 
 USER_AGENT = f"np6-sync/{__version__}"
 log = logging.getLogger("np6sync.np6")
 JSON = "application/json"
-
-Verdict = Literal["ok", "retry", "fatal"]
 
 _HINTS = {
     400: "NP6 refused the request body",
@@ -38,33 +36,6 @@ _HINTS = {
     429: "rate limited",
     503: "NP6 is unavailable (maintenance?)",
 }
-
-
-def classify(status: int | None) -> Verdict:
-    """What an answer means for the caller; ``None`` is a dropped connection or timeout."""
-    if status is None or status == 429 or status >= 500:
-        return "retry"
-    if 200 <= status < 300:
-        return "ok"
-    return "fatal"
-
-
-def parse_retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), cap)
 
 
 @dataclass
@@ -95,95 +66,6 @@ class ClientStats:
             self.rate_limit_wait_s += wait
 
 
-class RateLimiter:
-    """At most ``rate`` request starts in any window of one second (a sliding log).
-
-    The window is kept ``margin`` seconds longer than a second, so that the requests
-    still count as spread over a full second where NP6 sees them arrive, after the
-    jitter of threads and connections. ``pause_until`` holds every caller back when NP6
-    says its quota is spent (``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset``).
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        margin: float = 0.1,
-    ) -> None:
-        self.capacity = max(1, math.floor(rate))
-        self.window = (1.0 if rate >= 1 else 1.0 / rate) + margin
-        self._clock = clock
-        self._sleep = sleep
-        self._starts: deque[float] = deque()
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Wait for a slot; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._starts and self._starts[0] + self.window <= now:
-                    self._starts.popleft()
-                wait = self._paused_until - now
-                if wait <= 0 and len(self._starts) < self.capacity:
-                    self._starts.append(now)
-                    return waited
-                if wait <= 0:
-                    wait = self._starts[0] + self.window - now
-            # A floor, so float rounding can never make this a busy loop.
-            wait = max(wait, 1e-4)
-            self._sleep(wait)
-            waited += wait
-
-    def pause_until(self, moment: float) -> None:
-        with self._lock:
-            self._paused_until = max(self._paused_until, moment)
-
-
-class AdaptiveConcurrency:
-    """At most ``limit`` requests in flight. Each 429 halves the limit; ``limit``
-    successes in a row raise it by one, up to the configured concurrency (AIMD, as TCP
-    does), so a run settles just under the account's real rate limit."""
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limit = maximum
-        self.lowest = maximum
-        self._in_flight = 0
-        self._successes = 0
-        self._cond = threading.Condition()
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._cond:
-            while self._in_flight >= self.limit:
-                self._cond.wait()
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify()
-
-    def throttled(self) -> None:
-        with self._cond:
-            self.limit = max(1, self.limit // 2)
-            self.lowest = min(self.lowest, self.limit)
-            self._successes = 0
-
-    def succeeded(self) -> None:
-        with self._cond:
-            self._successes += 1
-            if self._successes >= self.limit and self.limit < self.maximum:
-                self.limit += 1
-                self._successes = 0
-                self._cond.notify()
-
-
 def make_session(settings: Settings, api_key: str) -> requests.Session:
     """One pooled session; the pool holds as many connections as requests in flight."""
     session = requests.Session()
@@ -192,58 +74,6 @@ def make_session(settings: Settings, api_key: str) -> requests.Session:
     session.mount("http://", adapter)
     session.headers.update({"X-Key": api_key, "User-Agent": USER_AGENT, "Accept": JSON})
     return session
-
-
-def retry_policy(
-    config: RetryConfig,
-    deadline: float,
-    *,
-    stats: ClientStats | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> tenacity.Retrying:
-    """Exponential backoff with full jitter, honouring Retry-After, stopping before the
-    run's deadline (never sleeping past it) and after ``max_attempts``."""
-    backoff = tenacity.wait_random_exponential(multiplier=config.initial_wait, max=config.max_wait)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, ApiError) and error.retry_after is not None:
-            return error.retry_after
-        return float(backoff(state))
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        rate_limited = isinstance(error, ApiError) and error.status == 429
-        if stats is not None:
-            stats.count_retry(state.upcoming_sleep, rate_limited)
-        log.warning(
-            "%s; retry %d in %.1fs",
-            error,
-            state.attempt_number,
-            state.upcoming_sleep,
-            extra={"phase": "retry", "request_id": getattr(error, "request_id", None)},
-        )
-
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(RetriableApiError),
-        stop=tenacity.stop_after_attempt(config.max_attempts) | _StopBefore(deadline, clock),
-        wait=wait,
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-
-
-class _StopBefore(tenacity.stop.stop_base):
-    """Stop when the next wait would end past the deadline: retries stop before it."""
-
-    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
-        self.deadline = deadline
-        self.clock = clock
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return self.clock() + (retry_state.upcoming_sleep or 0.0) > self.deadline
 
 
 class NP6Client:
