@@ -221,10 +221,12 @@ def _connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
     """Build NP6 clients on demand: a run with nothing to do opens no connection."""
     from sync.console.logs import add_secret
     from sync.np6.client import client_factory
+    from sync.np6.key import check_api_key
 
-    key = os.environ.get(settings.api_key_env, "")
-    if needed and not key:
+    raw = os.environ.get(settings.api_key_env, "")
+    if needed and not raw.strip():
         raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
+    key = check_api_key(raw, settings.api_key_env) if raw.strip() else ""
     add_secret(key)
     return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
 

@@ -6,11 +6,12 @@ every problem at once with its YAML path (``targets.columns[1]: ...``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 from pydantic import (
@@ -247,6 +248,9 @@ class RetryConfig(_Model):
 
 
 class Settings(_Model):
+    # The key would travel in clear over plain http: only to loopback, unless this says so.
+    # (Declared before base_url, whose check reads it.)
+    allow_plain_http: bool = False
     base_url: str = "https://api-cm.np6.com"
     api_key_env: str = "NP6_API_KEY"
     timeouts: Timeouts = Timeouts()
@@ -259,10 +263,27 @@ class Settings(_Model):
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http(s) URL, for example https://api-cm.np6.com")
+        url = urlsplit(value)
+        plain = url.scheme.lower() == "http"
+        if plain and not info.data.get("allow_plain_http") and not _loopback(url):
+            raise ValueError(
+                f"plain http to {url.hostname} would send the API key in clear: "
+                "use https, or set allow_plain_http: true"
+            )
         return value.rstrip("/")
+
+
+def _loopback(url: SplitResult) -> bool:
+    host = (url.hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def infer_format(path: str) -> formats.Format | None:

@@ -113,6 +113,12 @@ class FatalApiError(ApiError):
     """Any other 4xx: trying again cannot help."""
 
 
+class UnexpectedAnswerError(FatalApiError):
+    """NP6 answered 2xx with a body np6-sync cannot read (a count that is not a number, a
+    look-up that is not a list): its own class, so a caller that can do without the
+    answer may fall back."""
+
+
 def describe_error(error: BaseException) -> str:
     """One line for a foreign exception: ``No space left on device (state/a.parquet)``."""
     if isinstance(error, OSError) and error.strerror:

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from sync.console.progress import NullProgress, Progress
 from sync.core.plan import Plan
-from sync.errors import ApiError
+from sync.errors import ApiError, FatalApiError, UnexpectedAnswerError
 from sync.np6.client import NP6Client
 from sync.state.local import Journal
 
@@ -73,8 +73,11 @@ def push(
 
     if result.error is None and len(plan.remove):
 
+        segment = _SegmentExists(client, segment_id)
+
         def remove(one: list[str]) -> int:
-            client.remove_target(segment_id, one[0])
+            if not client.remove_target(segment_id, one[0]):
+                segment.confirm()
             journal.removed(one)
             return 1
 
@@ -128,6 +131,38 @@ def _run(
             finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
             settle(finished)
     return failure
+
+
+class _SegmentExists:
+    """A removal's 404 means "target or segment not found": it counts as "already gone"
+    only once NP6 has said the segment exists, asked at the first 404 of the run; an
+    unknown segment fails the job instead of passing every removal as done."""
+
+    def __init__(self, client: NP6Client, segment_id: int) -> None:
+        self._client = client
+        self._segment_id = segment_id
+        self._known = False
+        self._lock = threading.Lock()
+
+    def confirm(self) -> None:
+        with self._lock:
+            if self._known:
+                return
+            try:
+                self._client.describe_segment(self._segment_id)
+            except UnexpectedAnswerError:
+                pass  # a 2xx answer, even one np6-sync cannot read, means the segment exists
+            except FatalApiError as error:
+                if error.status != 404:
+                    raise
+                raise FatalApiError(
+                    error.call,
+                    404,
+                    error.request_id,
+                    f"a removal answered 404 and NP6 does not know segment {self._segment_id}: "
+                    "check segment_id",
+                ) from None
+            self._known = True
 
 
 def _chunks(keys: pa.Array, size: int) -> Iterator[list[str]]:

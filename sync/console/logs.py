@@ -9,9 +9,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
+from sync.np6.key import REDACTED, secret_forms
+
 LogFormat = Literal["auto", "text", "json"]
 
-REDACTED = "[redacted]"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
@@ -91,11 +92,14 @@ class RedactFilter(logging.Filter):
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        # An empty secret would match between every character.
-        if secret and secret not in self.secrets:
-            self.secrets.append(secret)
-            # Longest first, so a secret that contains another is replaced whole.
-            self.secrets.sort(key=len, reverse=True)
+        """Redact ``secret`` in every form a server may echo it in (raw, JSON-escaped,
+        URL-encoded). For the API key this is the second guard: the client redacts its
+        own error text first (sync/np6/key.py)."""
+        for form in secret_forms(secret):
+            if form not in self.secrets:
+                self.secrets.append(form)
+        # Longest first, so a secret that contains another is replaced whole.
+        self.secrets.sort(key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -9,8 +10,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -19,20 +20,30 @@ from requests.adapters import HTTPAdapter
 
 from sync import __version__
 from sync.config import Settings
-from sync.errors import FatalApiError, RetriableApiError
+from sync.errors import FatalApiError, RetriableApiError, UnexpectedAnswerError
+from sync.np6.answers import (
+    AnswerShapeError,
+    SegmentInfo,
+    parse_count,
+    parse_ids,
+    parse_segment,
+    quoted,
+)
+from sync.np6.key import redact
 from sync.np6.retry import classify, parse_retry_after, retry_policy
 from sync.np6.throttle import AdaptiveConcurrency, RateLimiter
 
 USER_AGENT = f"np6-sync/{__version__}"
 log = logging.getLogger("np6sync.np6")
 JSON = "application/json"
+T = TypeVar("T")
 
 _HINTS = {
     400: "NP6 refused the request body",
     401: "NP6 refused the API key; check the key in the environment variable",
     403: "the API key may not change this segment",
     404: "NP6 does not know this segment (or endpoint)",
-    409: "conflict: the segment may be dynamic, or busy",
+    409: "conflict: the segment is dynamic, or the target is already a member",
     429: "rate limited",
     503: "NP6 is unavailable (maintenance?)",
 }
@@ -47,6 +58,8 @@ class ClientStats:
     retry_wait_s: float = 0.0
     rate_limit_wait_s: float = 0.0
     request_ids: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    # The last X-RateLimit-* headers seen, as sent: their unit is not documented.
+    quota: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_call(self, method: str) -> None:
@@ -65,6 +78,10 @@ class ClientStats:
         with self._lock:
             self.rate_limit_wait_s += wait
 
+    def saw_quota(self, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.quota = dict(headers)
+
 
 def make_session(settings: Settings, api_key: str) -> requests.Session:
     """One pooled session; the pool holds as many connections as requests in flight."""
@@ -77,7 +94,13 @@ def make_session(settings: Settings, api_key: str) -> requests.Session:
 
 
 class NP6Client:
-    """The NP6 calls np6-sync makes. Every error it raises is an ApiError."""
+    """The NP6 calls np6-sync makes. Every error it raises is an ApiError.
+
+    It never follows a redirect: the key would go with the request to whatever host the
+    answer names (requests drops only ``Authorization`` on the way). A 3xx is fatal, and
+    the client sends nothing more afterwards. Error text is redacted here, in every form
+    of the key, before it is shortened: this is the primary guard (see sync/np6/key.py).
+    """
 
     def __init__(
         self,
@@ -94,28 +117,30 @@ class NP6Client:
         self.base_url = settings.base_url
         self.timeout = (settings.timeouts.connect, settings.timeouts.read)
         self.max_retry_after = settings.retry.max_retry_after
+        self.max_quota_wait = settings.retry.max_wait
         self.unicity_media_type = settings.unicity_media_type
         self._api_key = api_key
         self._policy = policy
         self.limiter = limiter
         self.gate = gate or AdaptiveConcurrency(settings.concurrency)
         self.stats = stats or ClientStats()
+        self._redirected: FatalApiError | None = None
 
     def close(self) -> None:
         self.session.close()
 
     def add_targets(self, segment_id: int, targets: Sequence[str], unicity: bool = True) -> int:
-        """PUT up to 50 targets; NP6 answers how many it added."""
+        """PUT up to 50 targets; NP6 answers how many it added, and only a count is read
+        as one (UnexpectedAnswerError otherwise: nothing is taken as accepted)."""
         headers = {"Accept": self.unicity_media_type} if unicity and self.unicity_media_type else {}
-        answer = self._call("PUT", f"/segments/{segment_id}/targets", list(targets), headers)
-        try:
-            return int(answer.json())
-        except (ValueError, TypeError):
-            return len(targets)
+        path = f"/segments/{segment_id}/targets"
+        answer = self._call("PUT", path, list(targets), headers)
+        return self._read(answer, f"PUT {path}", lambda body: parse_count(body, len(targets)))
 
     def remove_target(self, segment_id: int, target_id: str) -> bool:
-        """Take one target out of a segment; False when NP6 says it was not in it (404),
-        which is also what a retry sees after an answer that was lost."""
+        """Take one target out of a segment; False on a 404, which NP6 answers both for a
+        target not in the segment (or a retry after a lost answer) and for an unknown
+        segment: the caller tells them apart (``describe_segment``)."""
         try:
             self._call("DELETE", f"/targets/{quote(target_id, safe='')}/segments/{segment_id}")
         except FatalApiError as error:
@@ -131,24 +156,59 @@ class NP6Client:
         self._call("POST", f"/segments/{segment_id}/normalization", {"fields": fields})
 
     def list_targets(self, segment_id: int) -> list[str]:
-        answer = self._call("GET", f"/segments/{segment_id}/targets")
-        return [str(t) for t in answer.json()]
+        path = f"/segments/{segment_id}/targets"
+        return self._read(self._call("GET", path), f"GET {path}", parse_ids)
+
+    def describe_segment(self, segment_id: int) -> SegmentInfo:
+        """``GET /segments/{id}``: its name, type (static or dynamic) and estimated size;
+        FatalApiError 404 for a segment NP6 does not know."""
+        path = f"/segments/{segment_id}"
+        answer = self._call("GET", path)
+        return self._read(answer, f"GET {path}", lambda body: parse_segment(body, segment_id))
+
+    def lookup(self, unicity_value: str, position: int | None = None) -> list[str]:
+        """The ids of the contacts whose unicity value is ``unicity_value`` (empty when
+        none). The value is personal data: errors name the call by ``position`` (in the
+        caller's sample) or a short digest, never by the value."""
+        path = f"/targets?unicity={quote(unicity_value, safe='')}"
+        if position is not None:
+            label = f"GET /targets?unicity=(value #{position})"
+        else:
+            digest = hashlib.sha256(unicity_value.encode()).hexdigest()[:8]
+            label = f"GET /targets?unicity=(value sha256:{digest})"
+        return self._read(self._call("GET", path, label=label), label, parse_ids)
+
+    def _read(self, answer: requests.Response, call: str, parse: Callable[[bytes], T]) -> T:
+        try:
+            return parse(answer.content)
+        except AnswerShapeError as problem:
+            text = redact(answer.content.decode("utf-8", "replace"), self._api_key)
+            request_id = answer.headers.get("x-request-id")
+            detail = f"the answer is {problem}: {quoted(text)}"
+            raise UnexpectedAnswerError(call, answer.status_code, request_id, detail) from None
 
     def _call(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        label: str | None = None,
     ) -> requests.Response:
         self.stats.count_call(method)
         data = orjson.dumps(body) if body is not None else None
         headers = {**(headers or {}), **({"Content-Type": JSON} if data is not None else {})}
+        call = label or f"{method} {path}"
         for attempt in self._policy():
             with attempt:
-                return self._once(method, path, data, headers)
+                return self._once(method, path, call, data, headers)
         raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
 
     def _once(
-        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
+        self, method: str, path: str, call: str, data: bytes | None, headers: dict[str, str]
     ) -> requests.Response:
-        call = f"{method} {path}"
+        if self._redirected is not None:
+            raise self._redirected  # after a redirect, nothing more leaves with the key
         if self.limiter is not None:
             waited = self.limiter.acquire()
             if waited:
@@ -156,7 +216,12 @@ class NP6Client:
         try:
             with self.gate.slot():
                 answer = self.session.request(
-                    method, self.base_url + path, data=data, headers=headers, timeout=self.timeout
+                    method,
+                    self.base_url + path,
+                    data=data,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
                 )
         except requests.Timeout:
             raise RetriableApiError(call, None, detail="timed out") from None
@@ -166,6 +231,12 @@ class NP6Client:
         if request_id:
             self.stats.request_ids.append(request_id)
         self._honour_quota(answer)
+        if 300 <= answer.status_code < 400:
+            answer.close()
+            self._redirected = FatalApiError(
+                call, answer.status_code, request_id, self._redirect_detail(answer)
+            )
+            raise self._redirected
         verdict = classify(answer.status_code)
         if answer.status_code == 429:
             self.gate.throttled()
@@ -179,23 +250,35 @@ class NP6Client:
         raise error(call, answer.status_code, request_id, detail, retry_after)
 
     def _honour_quota(self, answer: requests.Response) -> None:
+        """Keep NP6's quota headers for the report; their unit is not documented, so a
+        spent quota pauses the run no longer than a backoff wait would (``max_wait``)."""
+        quota = {k: v for k, v in answer.headers.items() if k.lower().startswith("x-ratelimit-")}
+        if quota:
+            self.stats.saw_quota(quota)
         if self.limiter is None or answer.headers.get("X-RateLimit-Remaining") != "0":
             return
         value = answer.headers.get("X-RateLimit-Reset", "")
         # Some APIs send seconds to wait, others the epoch second of the reset.
         if value.isdigit() and int(value) > 1_000_000_000:
             value = str(int(value) - time.time())
-        reset = parse_retry_after(value, self.max_retry_after)
+        reset = parse_retry_after(value, self.max_quota_wait)
         if reset:
             self.limiter.pause_until(time.monotonic() + reset)
 
+    def _redirect_detail(self, answer: requests.Response) -> str:
+        location = answer.headers.get("Location", "")
+        # The query may carry a token or the key itself: only where it points is shown.
+        where = urlunsplit(urlsplit(location)._replace(query="", fragment=""))
+        where = redact(where, self._api_key)[:200] if where else "(no Location)"
+        return (
+            f"NP6 answered a redirect to {where}; np6-sync never follows one with the key: "
+            "check base_url"
+        )
+
     def _detail(self, answer: requests.Response) -> str:
         hint = _HINTS.get(answer.status_code, "")
-        body = answer.text.strip().replace("\n", " ")
-        # Some servers echo request headers in error bodies: never let the key through.
-        # Redacted before the cut, which could otherwise leave a prefix of the key.
-        body = body.replace(self._api_key, "[redacted]") if self._api_key else body
-        body = body[:200]
+        # Redacted before shortening: a key straddling the cut would leak its first part.
+        body = redact(answer.text.strip(), self._api_key).replace("\n", " ")[:200]
         return "; ".join(part for part in (hint, body) if part)
 
 

@@ -1,0 +1,71 @@
+"""The API key: checked once at start, and redacted in every form an answer may echo it in.
+
+Where the key may appear, and which layer keeps it out:
+
+- It travels only in the ``X-Key`` header of requests to ``base_url``; the client never
+  follows a redirect (a 3xx fails the job), so it never reaches another host.
+- An error body that echoes it is redacted by the client itself, in every form, before
+  the body is shortened (``NP6Client`` via ``redact``): that is the primary guard, and
+  every output (table, logs, report JSON, Markdown summary, history) is built from the
+  error text it produced.
+- The log handler's ``RedactFilter`` redacts the same forms again: a second guard, for
+  records of other libraries (urllib3 at ``-vv``) and for anything the first one missed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from urllib.parse import quote, quote_plus
+
+from sync.errors import UsageError
+
+REDACTED = "[redacted]"
+
+
+def check_api_key(raw: str, variable: str) -> str:
+    """The key without surrounding whitespace (a secret file's trailing newline is fine);
+    UsageError, naming what is wrong but never the key, when it cannot travel in a header."""
+    key = raw.strip()
+    if not key:
+        raise UsageError(f"the API key in {variable} is empty")
+    for position, char in enumerate(key, start=1):
+        # A header value is sent as Latin-1; control characters would end or corrupt it.
+        if ord(char) > 0xFF:
+            what = "a character outside Latin-1"
+        elif unicodedata.category(char) == "Cc" and char != "\t":
+            what = "a control character"
+        else:
+            continue
+        raise UsageError(
+            f"the API key in {variable} cannot be sent in an HTTP header: it holds {what} "
+            f"(U+{ord(char):04X}) at position {position} of {len(key)}"
+        )
+    return key
+
+
+def secret_forms(secret: str) -> list[str]:
+    """Every form a server may echo ``secret`` in: raw, JSON-escaped, URL-encoded; longest
+    first, so a form that contains another is replaced whole."""
+    if not secret:
+        return []  # an empty secret would match between every character
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+    }
+    # Percent-encoding may come back in lower-case hex.
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in set(forms)}
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with every form of ``secret`` replaced; call it before any shortening."""
+    for form in secret_forms(secret):
+        text = text.replace(form, REDACTED)
+    return text
