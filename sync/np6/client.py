@@ -182,7 +182,7 @@ class NP6Client:
         try:
             return parse(answer.content)
         except AnswerShapeError as problem:
-            text = redact(answer.content.decode("utf-8", "replace"), self._api_key)
+            text = redact(_text(answer), self._api_key)
             request_id = answer.headers.get("x-request-id")
             detail = f"the answer is {problem}: {quoted(text)}"
             raise UnexpectedAnswerError(call, answer.status_code, request_id, detail) from None
@@ -207,14 +207,14 @@ class NP6Client:
     def _once(
         self, method: str, path: str, call: str, data: bytes | None, headers: dict[str, str]
     ) -> requests.Response:
-        if self._redirected is not None:
-            raise self._redirected  # after a redirect, nothing more leaves with the key
         if self.limiter is not None:
             waited = self.limiter.acquire()
             if waited:
                 self.stats.count_throttle(waited)
         try:
             with self.gate.slot():
+                if self._redirected is not None:
+                    raise self._redirected  # after a redirect, nothing more leaves with the key
                 answer = self.session.request(
                     method,
                     self.base_url + path,
@@ -278,8 +278,17 @@ class NP6Client:
     def _detail(self, answer: requests.Response) -> str:
         hint = _HINTS.get(answer.status_code, "")
         # Redacted before shortening: a key straddling the cut would leak its first part.
-        body = redact(answer.text.strip(), self._api_key).replace("\n", " ")[:200]
+        body = redact(_text(answer), self._api_key).strip().replace("\n", " ")[:200]
         return "; ".join(part for part in (hint, body) if part)
+
+
+def _text(answer: requests.Response) -> str:
+    """The body as NP6 wrote it (UTF-8), whatever its Content-Type claims: a key echoed
+    in a body mis-decoded would not be recognised, and so not redacted."""
+    try:
+        return answer.content.decode("utf-8")
+    except UnicodeDecodeError:
+        return answer.content.decode("latin-1")
 
 
 def client_factory(
