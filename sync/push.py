@@ -72,7 +72,6 @@ def push(
     progress.finish()
 
     if result.error is None and len(plan.remove):
-
         segment = _SegmentExists(client, segment_id)
 
         def remove(one: list[str]) -> int:
@@ -142,10 +141,13 @@ class _SegmentExists:
         self._client = client
         self._segment_id = segment_id
         self._known = False
+        self._unknown: FatalApiError | None = None
         self._lock = threading.Lock()
 
     def confirm(self) -> None:
         with self._lock:
+            if self._unknown is not None:
+                raise self._unknown
             if self._known:
                 return
             try:
@@ -155,13 +157,14 @@ class _SegmentExists:
             except FatalApiError as error:
                 if error.status != 404:
                     raise
-                raise FatalApiError(
+                self._unknown = FatalApiError(
                     error.call,
                     404,
                     error.request_id,
                     f"a removal answered 404 and NP6 does not know segment {self._segment_id}: "
                     "check segment_id",
-                ) from None
+                )
+                raise self._unknown from None
             self._known = True
 
 

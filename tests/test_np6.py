@@ -261,7 +261,9 @@ class _Recorder(requests.adapters.BaseAdapter):
 def test_the_unicity_media_type_is_sent_only_with_unicity_values(
     media_type: str | None, unicity: bool, accept: str
 ) -> None:
-    settings = Settings(base_url="http://np6.invalid", unicity_media_type=media_type)
+    settings = Settings(
+        base_url="http://np6.invalid", allow_plain_http=True, unicity_media_type=media_type
+    )
     session = make_session(settings, API_KEY)
     recorder = _Recorder()
     session.mount("http://", recorder)

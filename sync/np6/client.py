@@ -263,7 +263,7 @@ class NP6Client:
             value = str(int(value) - time.time())
         reset = parse_retry_after(value, self.max_quota_wait)
         if reset:
-            self.limiter.pause_until(time.monotonic() + reset)
+            self.limiter.pause_for(reset)
 
     def _redirect_detail(self, answer: requests.Response) -> str:
         location = answer.headers.get("Location", "")

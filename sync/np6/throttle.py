@@ -57,6 +57,10 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, moment)
 
+    def pause_for(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
 
 class AdaptiveConcurrency:
     """At most ``limit`` requests in flight. Each 429 halves the limit; ``limit``
