@@ -267,3 +267,28 @@ def test_a_put_answered_with_text_fails_the_job_and_records_nothing(tmp_path: Pa
     assert API_KEY not in result.stdout + result.stderr
     state = tmp_path / "state" / "list.parquet"
     assert not state.exists() or pq.read_table(state).num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("location", "named"),
+    [
+        pytest.param("http://127.0.0.2:9/x?key=k&sig=s#f", "http://127.0.0.2:9/x;", id="absolute"),
+        pytest.param("/elsewhere?token=t", "/elsewhere;", id="relative"),
+        pytest.param(None, "(no Location)", id="none"),
+    ],
+)
+def test_after_a_redirect_the_client_sends_nothing_more(location: str | None, named: str) -> None:
+    headers = {"Location": location} if location else {}
+    with Loopback(lambda r: Answer(301, b"", headers)) as server:
+        client = np6_client(server)
+        try:
+            with pytest.raises(FatalApiError) as first:
+                client.describe_segment(SEGMENT)
+            with pytest.raises(FatalApiError) as later:
+                client.add_targets(SEGMENT, ["a"])
+        finally:
+            client.close()
+    assert len(server.requests) == 1
+    assert first.value.status == later.value.status == 301
+    assert f"redirect to {named}" in str(first.value)
+    assert "key=" not in str(first.value) and "token" not in str(first.value)
