@@ -195,6 +195,8 @@ class NP6Client:
         headers: dict[str, str] | None = None,
         label: str | None = None,
     ) -> requests.Response:
+        if self._redirected is not None:
+            raise self._redirected  # sent nothing: counted nothing
         self.stats.count_call(method)
         data = orjson.dumps(body) if body is not None else None
         headers = {**(headers or {}), **({"Content-Type": JSON} if data is not None else {})}
