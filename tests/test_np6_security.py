@@ -153,3 +153,18 @@ def test_plain_http_off_loopback_needs_a_setting(
     config = tmp_path / "np6.yaml"
     config.write_text(yaml.safe_dump({"allow_plain_http": True}))
     assert cli("run", job, "--dry-run", "--config", config).code == 0
+
+
+def test_the_log_handler_redacts_every_form_too() -> None:
+    """The second guard: records of other libraries never pass through the client."""
+    import logging
+
+    from sync.console.logs import RedactFilter
+
+    key = 'q"uo\\te/ é'
+    redactor = RedactFilter([key])
+    for text in (key, json.dumps({"k": key}), "?key=" + quote(key, safe=""), quote(key)):
+        record = logging.LogRecord("urllib3", logging.DEBUG, "", 0, "sent %s", (text,), None)
+        redactor.filter(record)
+        assert "[redacted]" in record.getMessage()
+        assert all(form not in record.getMessage() for form in secret_forms(key))
