@@ -42,9 +42,9 @@ class Scripted(requests.adapters.BaseAdapter):
 def scripted_client(
     answers: list[tuple[int, dict[str, str], bytes]], sleeps: list[float], **retry: float
 ) -> NP6Client:
-    settings = Settings(base_url="http://np6.invalid", retry=RetryConfig(**retry))
+    settings = Settings(base_url="https://np6.invalid", retry=RetryConfig(**retry))
     session = make_session(settings, API_KEY)
-    session.mount("http://", Scripted(answers))
+    session.mount("https://", Scripted(answers))
     return NP6Client(
         session,
         settings,
