@@ -292,3 +292,47 @@ def test_after_a_redirect_the_client_sends_nothing_more(location: str | None, na
     assert first.value.status == later.value.status == 301
     assert f"redirect to {named}" in str(first.value)
     assert "key=" not in str(first.value) and "token" not in str(first.value)
+
+
+def test_describe_and_lookup_against_the_emulator(start_emulator) -> None:  # type: ignore[no-untyped-def]
+    server = start_emulator(
+        API_KEY, segments={SEGMENT: "Clients"}, dynamic=[77], contacts={"000PKXK4": ["a@x.fr"]}
+    )
+    client = np6_client(server)
+    try:
+        assert client.lookup("a@x.fr") == ["000PKXK4"]
+        assert client.lookup("nobody@x.fr") == []
+        assert client.add_targets(SEGMENT, ["a@x.fr", "nobody@x.fr"]) == 1
+        assert client.describe_segment(SEGMENT) == SegmentInfo(SEGMENT, "Clients", "static", 1)
+        assert client.describe_segment(77).type == "dynamic"
+        with pytest.raises(FatalApiError) as dynamic:
+            client.add_targets(77, ["a@x.fr"])
+    finally:
+        client.close()
+    assert dynamic.value.status == 409
+    assert "the segment is dynamic, or the target is already a member" in str(dynamic.value)
+
+
+def test_removals_from_a_segment_np6_does_not_know_fail_the_run(
+    start_emulator, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A wrong segment (here: one NP6 has lost between two runs) must not pass every
+    removal's 404 as "already gone"."""
+    ids = [[f"000PKX{n:02d}"] for n in range(40)]
+    job = make_job(
+        tmp_path,
+        targets={"identify_by": "id", "columns": ["target_id"]},
+        sync={"max_removed_ratio": 1.0, "removals": "per_target"},
+    )
+    config = settings_file(tmp_path)
+    knows = start_emulator(API_KEY, segments=[SEGMENT])
+    lost = start_emulator(API_KEY, segments=[99])
+    for server, rows in ((knows, ids), (lost, ids[:36])):
+        write_csv(tmp_path / "list.csv", rows, header=("target_id",))
+        env = {**os.environ, "NP6_API_KEY": API_KEY, "NP6_BASE_URL": server.url}
+        args = ["run", job, "--config", config, "--report-json", tmp_path / "r.json"]
+        result = run_process(args, env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    (report,) = json.loads((tmp_path / "r.json").read_text())["jobs"]
+    assert f"NP6 does not know segment {SEGMENT}: check segment_id" in report["error"]
+    assert len(knows.members(SEGMENT)) == 40
