@@ -119,6 +119,19 @@ class UnexpectedAnswerError(FatalApiError):
     answer may fall back."""
 
 
+class StoppedError(SyncError):
+    """SIGTERM or SIGINT stopped the run; the state holds what NP6 acknowledged."""
+
+
+# --- the one place where foreign failures enter the tree -------------------------------
+
+
+class StorageError(UsageError):
+    """A file np6-sync keeps (state, journal, lock, rejects, history, listing) could not be
+    read or written: a read-only or full folder, a permission. Nothing was sent (exit 2),
+    unless the failure came once sending had begun (then the job's exit is 1)."""
+
+
 def describe_error(error: BaseException) -> str:
     """One line for a foreign exception: ``No space left on device (state/a.parquet)``."""
     if isinstance(error, OSError) and error.strerror:
@@ -142,3 +155,32 @@ def foreign_errors(
         raise
     except Exception as error:
         raise wrap(describe(error)) from None
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """An I/O edge: an ``OSError`` of the block (what a disk, a folder or a library's file
+    layer raise) becomes a StorageError saying ``cannot <what>``. Errors of the tree pass
+    unchanged; anything else is a bug, which the job's edge reports with ``as_error``."""
+    try:
+        yield
+    except OSError as error:
+        raise as_error(error, what) from error
+
+
+def as_error(error: BaseException, what: str) -> Np6SyncError:
+    """Any exception as an error of the tree: itself, a StorageError for an ``OSError``
+    (``cannot <what>``), else an unexpected one (a bug: exit 1, its type named, a request
+    to report it). The original stays the ``__cause__``, for ``-v``'s traceback."""
+    if isinstance(error, Np6SyncError):
+        return error
+    if isinstance(error, OSError):
+        translation: Np6SyncError = StorageError(f"cannot {what}: {describe_error(error)}")
+    else:
+        text = str(error).splitlines()[0] if str(error) else ""
+        translation = SyncError(
+            f"unexpected {type(error).__name__}{': ' + text if text else ''}; this is a bug "
+            "in np6-sync: please report it, with the output of the same command run with -v"
+        )
+    translation.__cause__ = error
+    return translation

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.plan import Plan
-from sync.errors import ApiError, FatalApiError, UnexpectedAnswerError
+from sync.errors import FatalApiError, Np6SyncError, UnexpectedAnswerError, as_error
 from sync.np6.client import NP6Client
 from sync.state.local import Journal
 
@@ -28,7 +29,32 @@ class PushResult:
     chunks_acknowledged: int = 0
     targets_removed: int = 0  # per-target removals NP6 acknowledged
     interrupted: bool = False
-    error: ApiError | None = None  # the first error retries could not overcome
+    # The first error retries could not overcome, or the journal's disk failing.
+    error: Np6SyncError | None = None
+
+
+def push_plan(
+    job: Job,
+    plan: Plan,
+    *,
+    client: NP6Client,
+    journal: Journal,
+    concurrency: int,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Carry out ``plan`` for ``job``, journaling each acknowledged step."""
+    return push(
+        plan,
+        client,
+        journal,
+        segment_id=job.segment_id,
+        chunk_size=job.sync.chunk_size,
+        concurrency=concurrency,
+        unicity=job.targets.identify_by == "unicity",
+        stop=stop,
+        progress=progress,
+    )
 
 
 def push(
@@ -99,20 +125,25 @@ def _run(
     concurrency: int,
     stop: threading.Event,
     progress: Progress,
-) -> ApiError | None:
+) -> Np6SyncError | None:
     """Send items with ``concurrency`` in flight; stop at a signal or the first error,
     after the items in flight have finished. Returns that error."""
-    failure: ApiError | None = None
+    failure: Np6SyncError | None = None
     in_flight: dict[Future[int], list[str]] = {}
 
     def settle(finished: set[Future[int]]) -> None:
         nonlocal failure
         for future in finished:
             item = in_flight.pop(future)
+            if future.cancelled():
+                continue
             try:
                 value = future.result()
-            except ApiError as error:
-                failure = failure or error
+            except Exception as error:  # NP6's answer, the journal's disk, or a bug
+                failure = failure or as_error(error, "record an acknowledged step")
+                # Items queued behind the failure are not sent: stop at once.
+                for queued in in_flight:
+                    queued.cancel()
                 continue
             done(item, value)
             progress.advance(len(item))

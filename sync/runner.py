@@ -1,14 +1,13 @@
-"""One job, top to bottom: read, key, plan, check, push, save, report."""
+"""One job, top to bottom: lock, read, plan, prepare, check, change, report."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -18,18 +17,26 @@ import pyarrow.csv as pacsv
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.hashing import first_distinct, isin
-from sync.core.keys import KeySet, build_keys, collect_keys, concat, distinct
+from sync.core.keys import KeySet, collect_keys, concat, distinct
 from sync.core.plan import Holding, Plan, check_safeguards, make_plan
-from sync.errors import EXIT_FAILED, EXIT_REFUSED, Np6SyncError, StateError
-from sync.read.sources import SourceSpec, SourceTable, read_source
+from sync.errors import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    Np6SyncError,
+    StateError,
+    StoppedError,
+    as_error,
+    translated,
+)
+from sync.push import PushResult, push_plan
+from sync.read.job import read_job_source
 from sync.report.model import JobReport, Requests
 from sync.state.files import atomic_write
 from sync.state.store import Store, store_for
 
 if TYPE_CHECKING:
     from sync.np6.client import NP6Client
-    from sync.push import PushResult
-    from sync.state.local import Journal
 
 log = logging.getLogger("np6sync.run")
 
@@ -41,6 +48,29 @@ class RunOptions:
     force: bool = False
 
 
+@dataclass
+class JobRun:
+    """One job's run: what it was given, and what each phase leaves for the next."""
+
+    job: Job
+    options: RunOptions
+    connect: Callable[[], NP6Client]
+    concurrency: int
+    stop: threading.Event
+    progress: Progress
+    report: JobReport
+    store: Store = field(init=False)
+    keyset: KeySet = field(init=False)
+    holding: Holding = field(init=False)
+    plan: Plan = field(init=False)
+    client: NP6Client | None = None
+    pushed: PushResult | None = None
+    sending: bool = False  # from the first change on, a failure leaves the segment changed
+
+    def __post_init__(self) -> None:
+        self.timer = PhaseTimer(self.report.phase_s)
+
+
 def run_job(
     job: Job,
     options: RunOptions,
@@ -50,133 +80,214 @@ def run_job(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> JobReport:
-    """Sync one job. Never raises for the job's own failures: the report carries them."""
-    report = JobReport(job.name, job.segment_id)
-    timer = PhaseTimer(report.phase_s)
+    """Sync one job. Never raises: the report carries every failure, foreign ones too."""
+    run = JobRun(
+        job,
+        options,
+        connect,
+        concurrency,
+        stop or threading.Event(),
+        progress or NullProgress(),
+        JobReport(job.name, job.segment_id),
+    )
     started = time.monotonic()
-    client: NP6Client | None = None
+    error: Np6SyncError | None = None
     try:
-        store = store_for(job)
-        # Lock first: a second run must stop at once, not after reading a large file.
-        with contextlib.nullcontext() if options.dry_run else store.lock(job.name):
-            with timer("read"):
-                source = _read_source(job)
-            with timer("keys"):
-                collected = collect_keys(source.table, job.targets, source.first_row)
-                del source  # the source's columns are not needed any more: free them first
-                keyset = distinct(collected)
-                del collected
-            _count_keys(report, keyset)
-            with timer("state_read"):
-                holding = _load_holding(store, options)
-            with timer("diff"):
-                plan = make_plan(
-                    holding,
-                    keyset.keys,
-                    job.sync,
-                    by_id=job.targets.identify_by == "id",
-                    full_refresh=options.full_refresh,
-                )
-            _count_plan(report, plan, job)
-            log.info(
-                "plan: %s (%s)",
-                plan.action,
-                plan.reason,
-                extra={
-                    "job": job.name,
-                    "phase": "plan",
-                    "counts": {
-                        "rows": keyset.rows_read,
-                        "rejected": keyset.rows_rejected,
-                        "keys": len(keyset.keys),
-                        "added": plan.added,
-                        "removed": plan.removed,
-                    },
-                },
-            )
-            if not options.dry_run:
-                store.clean_leftovers()
-                report.rejects_file = _write_rejects(job, keyset)
-            report.refusals = [] if options.force else check_safeguards(plan, keyset, job.sync)
-            if report.refusals:
-                report.status, report.exit_code = "refused", EXIT_REFUSED
-            elif options.dry_run:
-                report.status = "planned"
-            elif plan.action == "none":
-                if store.has_journal() or plan.pending_changed:
-                    with timer("state_write"):
-                        # Folds what an interrupted run left; records deferred removals.
-                        store.save(holding.keys, plan.pending)
-                report.status = "no_changes"
-            else:
-                if not holding.known:
-                    store.set_aside()
-                client = connect()
-                _apply(
-                    job, holding, plan, store, client, report, concurrency, stop, progress, timer
-                )
-    except Np6SyncError as error:
-        report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
-        if error.exit_code == EXIT_REFUSED:
-            report.status = "refused"
-        request_id = getattr(error, "request_id", None)
-        log.error("%s", error, extra={"job": job.name, "request_id": request_id})
+        _phases(run)
+    except Exception as failure:  # whatever it is, this job fails and the run goes on
+        error = as_error(failure, "finish the job")
     finally:
-        if client is not None:
-            _count_requests(report, client)
-            client.close()
-        report.duration_s = time.monotonic() - started
-    log.info(
-        "%s: %s",
-        report.status,
-        report.action,
-        extra={
-            "job": job.name,
-            "phase": "done",
-            "counts": {"sent": report.targets_sent, "accepted": report.targets_accepted},
-            "duration_s": round(report.duration_s, 3),
-        },
-    )
-    return report
+        if run.client is not None:
+            _count_requests(run.report, run.client)
+            run.client.close()
+        run.report.duration_s = time.monotonic() - started
+    _settle(run, error)
+    return run.report
 
 
-def release_memory_promptly() -> None:
-    """Use jemalloc, returning freed memory at once, for Arrow's buffers.
+def _phases(run: JobRun) -> None:
+    """The job, top to bottom; a stop signal ends it between phases, and before the
+    first change at the latest."""
+    run.store = store_for(run.job)
+    with _locked(run):
+        _read(run)
+        _not_stopped(run)
+        _plan(run)
+        _not_stopped(run)
+        if not run.options.dry_run:
+            _prepare(run)
+        if _refused(run) or run.options.dry_run:
+            return
+        if run.plan.action == "none":
+            _fold(run)
+        else:
+            _apply(run)
 
-    Arrow's default pool (mimalloc) keeps freed memory in the heap of the thread that
-    allocated it, so what the CSV reader's threads freed is not reused for the state and
-    the diff: at ten million rows that makes a peak of ~2.9 GiB instead of ~2.0 GiB.
-    ARROW_DEFAULT_MEMORY_POOL, when set, still decides.
-    """
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+
+@contextlib.contextmanager
+def _locked(run: JobRun) -> Iterator[None]:
+    """First of all: a second run must stop at once, not after reading a large file."""
+    if run.options.dry_run:
+        yield
         return
+    with contextlib.ExitStack() as held:
+        with translated("take the job's lock"):
+            held.enter_context(run.store.lock(run.job.name))
+        yield
+
+
+def _not_stopped(run: JobRun) -> None:
+    if run.stop.is_set() and not run.sending:
+        raise StoppedError(
+            "stopped by a signal before anything was sent: the segment and the state are unchanged"
+        )
+
+
+def _read(run: JobRun) -> None:
+    with run.timer("read"):
+        source = read_job_source(run.job)
+    with run.timer("keys"):
+        collected = collect_keys(source.table, run.job.targets, source.first_row)
+        del source  # the source's columns are not needed any more: free them first
+        run.keyset = distinct(collected)
+        del collected
+    _count_keys(run.report, run.keyset)
+
+
+def _plan(run: JobRun) -> None:
+    with run.timer("state_read"):
+        run.holding = _load_holding(run.store, run.options)
+    with run.timer("diff"):
+        run.plan = make_plan(
+            run.holding,
+            run.keyset.keys,
+            run.job.sync,
+            by_id=run.job.targets.identify_by == "id",
+            full_refresh=run.options.full_refresh,
+        )
+    _count_plan(run.report, run.plan, run.job)
+    keyset, plan = run.keyset, run.plan
+    counts = {
+        "rows": keyset.rows_read,
+        "rejected": keyset.rows_rejected,
+        "keys": len(keyset.keys),
+        "added": plan.added,
+        "removed": plan.removed,
+    }
+    extra = {"job": run.job.name, "phase": "plan", "counts": counts}
+    log.info("plan: %s (%s)", plan.action, plan.reason, extra=extra)
+
+
+def _prepare(run: JobRun) -> None:
+    with translated("remove the temporary files of an interrupted run"):
+        run.store.clean_leftovers()
+    with translated("write the rejects file"):
+        run.report.rejects_file = _write_rejects(run.job, run.keyset)
+
+
+def _refused(run: JobRun) -> bool:
+    refusals = [] if run.options.force else check_safeguards(run.plan, run.keyset, run.job.sync)
+    run.report.refusals = refusals
+    return bool(refusals)
+
+
+def _fold(run: JobRun) -> None:
+    """Nothing to send: fold what an interrupted run left, record deferred removals."""
+    if run.store.has_journal() or run.plan.pending_changed:
+        with run.timer("state_write"), translated("save the state"):
+            run.store.save(run.holding.keys, run.plan.pending)
+
+
+def _apply(run: JobRun) -> None:
+    job, plan, store = run.job, run.plan, run.store
+    if not run.holding.known:
+        with translated("set the untrusted state aside"):
+            store.set_aside()
+    client = run.client = run.connect()
+    with translated("open the journal"):
+        journal = store.open_journal(plan.action)
+    with journal:
+        _not_stopped(run)
+        run.sending = True
+        try:
+            with run.timer("push"):
+                run.pushed = pushed = push_plan(
+                    job,
+                    plan,
+                    client=client,
+                    journal=journal,
+                    concurrency=run.concurrency,
+                    stop=run.stop,
+                    progress=run.progress,
+                )
+        except BaseException:
+            _save_acknowledged(run, after_failure=True)
+            raise
+        _save_acknowledged(run, after_failure=pushed.error is not None)
+    run.report.targets_sent = pushed.targets_sent
+    run.report.targets_accepted = pushed.targets_accepted
+    run.report.targets_removed = pushed.targets_removed
+    if pushed.error is not None:
+        raise pushed.error
+    if pushed.interrupted:
+        raise StoppedError(
+            f"stopped by a signal after {pushed.targets_sent:,} of {len(plan.send):,} "
+            "targets; the state holds what NP6 acknowledged and the next run goes on from there"
+        )
+    if job.normalization is not None:
+        client.normalize(job.segment_id, job.normalization.fields)
+
+
+def _save_acknowledged(run: JobRun, *, after_failure: bool) -> None:
+    """The state becomes exactly what NP6 acknowledged: the plan applied, when every step
+    was, else the journal's record of each step. After a failure, a state that cannot be
+    saved is only warned about: the journal still holds every acknowledged step."""
+    store, pushed = run.store, run.pushed
     try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-        pa.jemalloc_set_decay_ms(0)
-    except (NotImplementedError, pa.ArrowNotImplementedError):
-        pass  # a pyarrow built without jemalloc keeps its default
+        with run.timer("state_write"), translated("save the state"):
+            if pushed is not None and pushed.error is None and not pushed.interrupted:
+                store.save(_applied(run.holding, run.plan), run.plan.pending)
+                return
+            after = store.load()
+            # A clear that NP6 may or may not have done must stay on record in the
+            # journal, so that the next run reloads instead of trusting old keys.
+            if after.certain:
+                pending = run.plan.pending if run.plan.pending_changed else after.pending
+                store.save(after.keys, pending)
+    except Np6SyncError as error:
+        if not after_failure:
+            raise
+        log.warning("%s; the journal keeps what NP6 acknowledged", error, extra=_extra(run))
 
 
-def load_keys(job: Job) -> KeySet:
-    source = _read_source(job)
-    return build_keys(source.table, job.targets, source.first_row)
+def _settle(run: JobRun, error: Np6SyncError | None) -> None:
+    """The job's status and exit code: decided here, and only here."""
+    report = run.report
+    if error is not None:
+        code = error.exit_code
+        if run.sending and code == EXIT_USAGE:
+            code = EXIT_FAILED  # the segment changed: the state holds what NP6 acknowledged
+        report.status = "refused" if code == EXIT_REFUSED else "failed"
+        report.exit_code, report.error = code, str(error)
+        request_id = getattr(error, "request_id", None)
+        log.error("%s", error, extra={**_extra(run), "request_id": request_id})
+        if error.__cause__ is not None:
+            log.debug("the cause, for a report", exc_info=error.__cause__, extra=_extra(run))
+    elif report.refusals:
+        report.status, report.exit_code = "refused", EXIT_REFUSED
+    elif run.options.dry_run:
+        report.status = "planned"
+    elif run.pushed is None:
+        report.status = "no_changes"
+    else:
+        report.status = "succeeded"
+    counts = {"sent": report.targets_sent, "accepted": report.targets_accepted}
+    done = {"phase": "done", "counts": counts, "duration_s": round(report.duration_s, 3)}
+    log.info("%s: %s", report.status, report.action, extra={**_extra(run), **done})
 
 
-def _read_source(job: Job) -> SourceTable:
-    if job.source_url is None:
-        return read_source(_source_spec(job), job.targets.columns)
-    from sync.read.remote import read_remote_source
-
-    return read_remote_source(job.source_url, _source_spec(job), job.targets.columns)
-
-
-def _source_spec(job: Job) -> SourceSpec:
-    return SourceSpec(
-        path=job.source_path,
-        format=job.source_format,
-        delimiter=job.source_delimiter,
-        encoding=job.source.encoding,
-    )
+def _extra(run: JobRun) -> dict[str, object]:
+    return {"job": run.job.name}
 
 
 class PhaseTimer:
@@ -193,78 +304,6 @@ class PhaseTimer:
         finally:
             elapsed = time.perf_counter() - started
             self.phases[phase] = round(self.phases.get(phase, 0.0) + elapsed, 4)
-
-
-def _apply(
-    job: Job,
-    holding: Holding,
-    plan: Plan,
-    store: Store,
-    client: NP6Client,
-    report: JobReport,
-    concurrency: int,
-    stop: threading.Event | None,
-    progress: Progress | None,
-    timer: PhaseTimer,
-) -> None:
-    result = None
-    with store.open_journal(plan.action) as journal:
-        try:
-            with timer("push"):
-                result = push_plan(job, plan, client, journal, concurrency, stop, progress)
-        finally:
-            # Whatever happened, the state becomes exactly what NP6 acknowledged: the plan
-            # applied, when every step was, else the journal's record of each step.
-            with timer("state_write"):
-                if result is not None and result.error is None and not result.interrupted:
-                    store.save(_applied(holding, plan), plan.pending)
-                else:
-                    after = store.load()
-                    # A clear that NP6 may or may not have done must stay on record in the
-                    # journal, so that the next run reloads instead of trusting old keys.
-                    if after.certain:
-                        pending = plan.pending if plan.pending_changed else after.pending
-                        store.save(after.keys, pending)
-    report.targets_sent = result.targets_sent
-    report.targets_accepted = result.targets_accepted
-    report.targets_removed = result.targets_removed
-    if result.error is not None:
-        raise result.error
-    if result.interrupted:
-        report.status, report.exit_code = "failed", EXIT_FAILED
-        report.error = (
-            f"stopped by a signal after {result.targets_sent:,} of {len(plan.send):,} "
-            "targets; the state holds what NP6 acknowledged and the next run goes on from there"
-        )
-        return
-    if job.normalization is not None:
-        client.normalize(job.segment_id, job.normalization.fields)
-    report.status = "succeeded"
-
-
-def push_plan(
-    job: Job,
-    plan: Plan,
-    client: NP6Client,
-    journal: Journal,
-    concurrency: int,
-    stop: threading.Event | None = None,
-    progress: Progress | None = None,
-) -> PushResult:
-    """Carry out ``plan`` for ``job``, journaling each acknowledged step."""
-    from sync.push import push  # not needed by `validate`, which must start quickly
-
-    return push(
-        plan,
-        client,
-        journal,
-        segment_id=job.segment_id,
-        chunk_size=job.sync.chunk_size,
-        concurrency=concurrency,
-        unicity=job.targets.identify_by == "unicity",
-        stop=stop,
-        progress=progress or NullProgress(),
-    )
 
 
 def _applied(holding: Holding, plan: Plan) -> pa.Array:

@@ -1,4 +1,4 @@
-"""Read-back: compare the segment itself with the source and the state; adopt a segment.
+"""Read-back: compare the segment itself with the source and the state; repair it.
 
 NP6 lists a segment's members as target ids, so both need `identify_by: id`.
 """
@@ -14,13 +14,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sync.config import Job
-from sync.core.hashing import Overlap, first_distinct
-from sync.core.keys import KEY_TYPE, build_keys, concat
+from sync.core.hashing import Overlap
+from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import Plan, no_pending
-from sync.errors import RefusedError, UsageError
+from sync.errors import RefusedError, UsageError, translated
 from sync.np6.client import NP6Client
-from sync.read.sources import SourceSpec, read_source
-from sync.runner import load_keys, push_plan
+from sync.push import push_plan
+from sync.read.job import load_keys
 from sync.state.files import atomic_write
 from sync.state.store import store_for
 
@@ -61,19 +61,31 @@ def verify_job(
     """Compare the segment with the source (and the state); with ``repair``, add what is
     missing and remove what is extra, one target at a time, then compare again. The state
     becomes what the segment holds."""
-    _require_ids(job, "verify")
+    require_ids(job, "verify")
     source = load_keys(job).keys
     store = store_for(job)
-    with store.lock(job.name):
+    with translated("read back the segment beside its state"), store.lock(job.name):
         state = store.load().keys
         before = _compare(client, job.segment_id, source, state)
-        listing = _write_listing(job, before)
+        with translated("write the listing of differences"):
+            listing = _write_listing(job, before)
         after = None
         if repair and not before.equal:
             _check_repair(job, before, force)
-            plan = Plan("update", before.missing, before.extra, 0, 0, before.segment, 0, "repair")
+            plan = Plan(
+                action="update",
+                send=before.missing,
+                remove=before.extra,
+                added=0,
+                removed=0,
+                previous=before.segment,
+                source_keys=0,
+                reason="repair",
+            )
             with store.open_journal("repair") as journal:
-                result = push_plan(job, plan, client, journal, concurrency, stop)
+                result = push_plan(
+                    job, plan, client=client, journal=journal, concurrency=concurrency, stop=stop
+                )
             if result.error is not None:
                 raise result.error
             after = _compare(client, job.segment_id, source, state)
@@ -83,32 +95,12 @@ def verify_job(
     return VerifyResult(before, after, listing)
 
 
-def import_state(job: Job, client: NP6Client | None, from_file: Path | None) -> int:
-    """Record that the segment already holds targets: those of ``from_file`` (added to
-    the state), or, without a file, the segment's current members (which replace it)."""
-    store = store_for(job)
-    with store.lock(job.name):
-        if from_file is not None:
-            spec = SourceSpec(path=from_file.resolve(), delimiter=job.source_delimiter)
-            table = read_source(spec, job.targets.columns)
-            keys = build_keys(table.table, job.targets, table.first_row).keys
-            held = store.load()
-            merged = first_distinct(concat(held.keys, keys))
-            store.save(merged, held.pending)
-            return len(merged) - len(held.keys)
-        _require_ids(job, "state import --from-segment")
-        assert client is not None
-        members = _members(client, job.segment_id)
-        store.save(members, no_pending())
-        return len(members)
-
-
-def _members(client: NP6Client, segment_id: int) -> pa.Array:
+def segment_members(client: NP6Client, segment_id: int) -> pa.Array:
     return pa.array(client.list_targets(segment_id), KEY_TYPE)
 
 
 def _compare(client: NP6Client, segment_id: int, source: pa.Array, state: pa.Array) -> Comparison:
-    members = _members(client, segment_id)
+    members = segment_members(client, segment_id)
     against_source, against_state = Overlap(members, source), Overlap(members, state)
     missing = pc.filter(source, pc.invert(against_source.right_in_left()))
     extra = pc.filter(members, pc.invert(against_source.left_in_right()))
@@ -147,7 +139,7 @@ def _check_repair(job: Job, comparison: Comparison, force: bool) -> None:
         )
 
 
-def _require_ids(job: Job, command: str) -> None:
+def require_ids(job: Job, command: str) -> None:
     if job.targets.identify_by != "id":
         raise UsageError(
             f"{command} needs targets.identify_by: id: NP6 lists a segment's members by "

@@ -6,6 +6,7 @@ values, and the segment ends up holding the contacts' ids.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import random
@@ -111,3 +112,7 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temp, path)
+
+
+def demo(args: argparse.Namespace) -> int:
+    return run_demo(args.keep)

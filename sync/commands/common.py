@@ -1,0 +1,103 @@
+"""What the commands share: the settings file, the NP6 connector, stop signals, and one
+way to go through job files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from sync.errors import Np6SyncError, UsageError, as_error
+
+if TYPE_CHECKING:
+    from sync.config import Job, Settings
+    from sync.np6.client import NP6Client
+
+log = logging.getLogger("np6sync")
+DEFAULT_CONFIG = Path("config/np6.yaml")
+
+
+def config_path(path: Path | None) -> Path | None:
+    if path is not None:
+        return path
+    try:
+        present = DEFAULT_CONFIG.is_file()
+    except OSError:  # there, but not ours to read: load_settings says so
+        present = True
+    return DEFAULT_CONFIG if present else None
+
+
+def connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
+    """Build NP6 clients on demand: a run with nothing to do opens no connection."""
+    from sync.console.logs import add_secret
+    from sync.np6.client import client_factory
+    from sync.np6.key import check_api_key
+
+    raw = os.environ.get(settings.api_key_env, "")
+    if needed and not raw.strip():
+        raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
+    key = check_api_key(raw, settings.api_key_env) if raw.strip() else ""
+    add_secret(key)
+    return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
+
+
+def each_job(
+    paths: Sequence[str],
+    act: Callable[[Job, str], int],
+    failed: Callable[[str, Np6SyncError], None] | None = None,
+) -> int:
+    """``act(job, path)`` on each job file in turn, as `run` goes through them: a file that
+    does not load, or a job that fails, is reported (by ``failed``) and the next job goes
+    on. Returns the highest exit code."""
+    from sync.config import load_job
+
+    worst = 0
+    for path in paths:
+        try:
+            code = act(load_job(path), path)
+        except Exception as failure:  # whatever it is, this job fails and the next goes on
+            error = as_error(failure, f"finish the job {path}")
+            (failed or report_failure)(path, error)
+            code = error.exit_code
+        worst = max(worst, code)
+    return worst
+
+
+def report_failure(path: str, error: Np6SyncError) -> None:
+    print(f"np6-sync: {error}", file=sys.stderr)
+    if error.__cause__ is not None:
+        log.debug("the cause, for a report", exc_info=error.__cause__)
+
+
+class StopOnSignals:
+    """The first SIGTERM/SIGINT asks the run to stop: before the first change, nothing is
+    sent; after it, once the chunks in flight are acknowledged and saved."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self.event
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        print(
+            f"np6-sync: {signal.Signals(signum).name} received: finishing the chunks in "
+            "flight, then saving the state",
+            file=sys.stderr,
+        )
+        self.event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]

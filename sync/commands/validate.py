@@ -1,0 +1,33 @@
+"""`np6-sync validate`: read each job's source and build its keys; nothing is sent."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sync.commands.common import each_job
+from sync.config import Job
+from sync.errors import Np6SyncError
+from sync.read.job import load_keys
+
+
+def validate(args: argparse.Namespace) -> int:
+    def one(job: Job, path: str) -> int:
+        keyset = load_keys(job)
+        print(f"{path}: job {job.name} -> segment {job.segment_id}")
+        print(f"  source      {job.source_url or job.source_path} ({job.source_format})")
+        print(f"  rows        {keyset.rows_read:,}")
+        print(f"  valid keys  {len(keyset.keys):,}")
+        print(f"  duplicates  {keyset.duplicate_keys:,}")
+        print(f"  rejected    {keyset.rows_rejected:,}")
+        for reason, count in keyset.rejects_by_reason.items():
+            print(f"    {count:,} {reason}")
+        for key in keyset.keys.slice(0, args.samples).to_pylist():
+            print(f"  sample      {key}")
+        return 0
+
+    return each_job(args.jobs, one, failed=_cannot_run)
+
+
+def _cannot_run(path: str, error: Np6SyncError) -> None:
+    print(f"{path}: cannot run\n  {error}", file=sys.stderr)

@@ -1,0 +1,52 @@
+"""`np6-sync verify`: compare each segment itself with its source; repair on request."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sync.commands.common import StopOnSignals, config_path, connector, each_job
+from sync.config import Job, load_settings
+from sync.errors import EXIT_FAILED
+from sync.verify import Comparison, verify_job
+
+
+def verify(args: argparse.Namespace) -> int:
+    settings = load_settings(config_path(args.config))
+    connect = connector(settings, needed=True)
+    with StopOnSignals() as stop:
+
+        def one(job: Job, path: str) -> int:
+            client = connect()
+            try:
+                result = verify_job(
+                    job,
+                    client,
+                    repair=args.repair,
+                    force=args.force,
+                    concurrency=settings.concurrency,
+                    stop=stop,
+                )
+            finally:
+                client.close()
+            final = result.after or result.before
+            print(f"{job.name}: before: {comparison_text(result.before, result.listing)}")
+            if result.before.state_drift:
+                print(
+                    f"{job.name}: the state differed from the segment on "
+                    f"{result.before.state_drift:,} targets; it now follows the segment"
+                )
+            if result.after is not None:
+                print(f"{job.name}: after repair: {comparison_text(result.after, None)}")
+            print(f"{job.name}: {'equal' if final.equal else 'DIFFERENT'}")
+            return 0 if final.equal else EXIT_FAILED
+
+        return each_job(args.jobs, one)
+
+
+def comparison_text(comparison: Comparison, listing: Path | None) -> str:
+    text = (
+        f"the segment holds {comparison.segment:,} targets: {len(comparison.missing):,} "
+        f"missing, {len(comparison.extra):,} extra"
+    )
+    return text + (f" (listed in {listing})" if listing else "")
