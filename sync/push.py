@@ -17,7 +17,7 @@ import pyarrow as pa
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.plan import Plan
-from sync.errors import FatalApiError, Np6SyncError, UnexpectedAnswerError, as_error
+from sync.errors import FatalApiError, Np6SyncError, UnexpectedAnswerError, as_error, translated
 from sync.np6.client import NP6Client
 from sync.state.local import Journal
 
@@ -77,14 +77,17 @@ def push(
     stop = stop or threading.Event()
     progress = progress or NullProgress()
     result = PushResult()
+    journaling = f"record an acknowledged step in {journal.path}"
     if plan.clears:
-        journal.record({"event": "clearing"})
-        client.clear_segment(segment_id)
-        journal.record({"event": "cleared"})
+        with translated(journaling):
+            journal.record({"event": "clearing"})
+            client.clear_segment(segment_id)
+            journal.record({"event": "cleared"})
 
     def add(chunk: list[str]) -> int:
         accepted = client.add_targets(segment_id, chunk, unicity=unicity)
-        journal.added(chunk)
+        with translated(journaling):
+            journal.added(chunk)
         return accepted
 
     def acknowledged(chunk: list[str], accepted: int) -> None:
@@ -103,7 +106,8 @@ def push(
         def remove(one: list[str]) -> int:
             if not client.remove_target(segment_id, one[0]):
                 segment.confirm()
-            journal.removed(one)
+            with translated(journaling):
+                journal.removed(one)
             return 1
 
         def removed(one: list[str], count: int) -> None:
@@ -140,7 +144,7 @@ def _run(
             try:
                 value = future.result()
             except Exception as error:  # NP6's answer, the journal's disk, or a bug
-                failure = failure or as_error(error, "record an acknowledged step")
+                failure = failure or as_error(error, "send a step")
                 # Items queued behind the failure are not sent: stop at once.
                 for queued in in_flight:
                     queued.cancel()

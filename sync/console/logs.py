@@ -152,7 +152,7 @@ def setup_logging(
     fmt: LogFormat,
     verbosity: int,
     quiet: bool,
-    stream: TextIO = sys.stderr,
+    stream: TextIO | None = None,
     secrets: Sequence[str] = (),
 ) -> None:
     """Configure the np6sync loggers and one root handler writing to ``stream``.
@@ -160,6 +160,8 @@ def setup_logging(
     quiet: errors only. Default: np6sync at INFO, other libraries at WARNING. ``-v``: np6sync
     at DEBUG. ``-vv``: DEBUG everywhere (urllib3 then logs every request). quiet wins over -v.
     """
+    # sys.stderr of this call: a default bound at import would outlive a replaced stderr.
+    stream = stream or sys.stderr
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
