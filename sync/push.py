@@ -71,12 +71,11 @@ def push(
 ) -> PushResult:
     """Apply ``plan`` to the segment.
 
-    An error of the clear is raised; the first error of a later step stops the sending,
-    lets the steps in flight finish (and be journaled), and is returned in the result.
+    An error of the clear is raised; the first error of a later step (NP6's, or the
+    journal's disk) stops the sending: the steps in flight finish (and are journaled), the
+    queued ones are not sent, and the error is returned in the result.
     """
-    stop = stop or threading.Event()
-    progress = progress or NullProgress()
-    result = PushResult()
+    stop, progress, result = stop or threading.Event(), progress or NullProgress(), PushResult()
     journaling = f"record an acknowledged step in {journal.path}"
     if plan.clears:
         with translated(journaling):
@@ -96,8 +95,9 @@ def push(
         result.chunks_acknowledged += 1
 
     progress.start("push", total=len(plan.send))
-    chunks = _chunks(plan.send, chunk_size)
-    result.error = _run(chunks, add, acknowledged, concurrency, stop, progress)
+    result.error = _run(
+        _chunks(plan.send, chunk_size), add, acknowledged, concurrency, stop, progress
+    )
     progress.finish()
 
     if result.error is None and len(plan.remove):
@@ -116,7 +116,6 @@ def push(
         progress.start("remove", total=len(plan.remove))
         result.error = _run(_chunks(plan.remove, 1), remove, removed, concurrency, stop, progress)
         progress.finish()
-
     pending = len(plan.send) - result.targets_sent + len(plan.remove) - result.targets_removed
     result.interrupted = stop.is_set() and pending > 0
     return result
