@@ -286,7 +286,7 @@ def test_the_emulator_command_takes_its_options(tmp_path: Path) -> None:
 
 
 def test_foreign_failures_become_errors_of_the_tree() -> None:
-    no_space = r"cannot save the state: /x/y: No space left"
+    no_space = r"cannot save the state: No space left on device \(/x/y\)"
     with pytest.raises(StorageError, match=no_space), translated("save the state"):
         raise OSError(28, "No space left on device", "/x/y")
     bug = as_error(KeyError("k"), "run")
