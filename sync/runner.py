@@ -137,15 +137,19 @@ def _locked(run: JobRun) -> Iterator[None]:
 
 
 def _not_stopped(run: JobRun) -> None:
-    if run.stop.is_set() and not run.sending:
+    if run.stop.is_set():
         raise StoppedError(
             "stopped by a signal before anything was sent: the segment and the state are unchanged"
         )
 
 
 def _read(run: JobRun) -> None:
-    with run.timer("read"):
-        source = read_job_source(run.job)
+    try:
+        with run.timer("read"):
+            source = read_job_source(run.job)
+    except Np6SyncError:
+        _not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
+        raise
     with run.timer("keys"):
         collected = collect_keys(source.table, run.job.targets, source.first_row)
         del source  # the source's columns are not needed any more: free them first
@@ -200,6 +204,7 @@ def _fold(run: JobRun) -> None:
 
 def _apply(run: JobRun) -> None:
     job, plan, store = run.job, run.plan, run.store
+    _not_stopped(run)  # the last moment a stop leaves the segment and the state untouched
     if not run.holding.known:
         with translated("set the untrusted state aside"):
             store.set_aside()
@@ -207,7 +212,6 @@ def _apply(run: JobRun) -> None:
     with translated("open the journal"):
         journal = store.open_journal(plan.action)
     with journal:
-        _not_stopped(run)
         run.sending = True
         try:
             with run.timer("push"):

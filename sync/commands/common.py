@@ -92,8 +92,8 @@ class StopOnSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         print(
-            f"np6-sync: {signal.Signals(signum).name} received: finishing the chunks in "
-            "flight, then saving the state",
+            f"np6-sync: {signal.Signals(signum).name} received: stopping (once sending has "
+            "begun, after the chunks in flight, whose state is saved)",
             file=sys.stderr,
         )
         self.event.set()
