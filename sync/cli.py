@@ -27,9 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(words)
     except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
         # plan --detailed-exitcode keeps 2 for "changes pending": every failure is 1.
-        return EXIT_FAILED if status == EXIT_USAGE and _detailed_plan(words) else status
+        if exit_.code == EXIT_USAGE and _detailed_plan(words):
+            return EXIT_FAILED
+        raise
     from sync.console.logs import setup_logging
 
     setup_logging(
