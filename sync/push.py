@@ -132,24 +132,30 @@ def _run(
     """Send items with ``concurrency`` in flight; stop at a signal or the first error,
     after the items in flight have finished. Returns that error."""
     failure: Np6SyncError | None = None
-    in_flight: dict[Future[int], list[str]] = {}
+    in_flight: dict[Future[int | None], list[str]] = {}
+    failed = threading.Event()  # seen by the workers at once, before the next send
 
-    def settle(finished: set[Future[int]]) -> None:
+    def guarded(item: list[str]) -> int | None:
+        if failed.is_set():
+            return None  # queued behind a failure: not sent
+        try:
+            return send(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    def settle(finished: set[Future[int | None]]) -> None:
         nonlocal failure
         for future in finished:
             item = in_flight.pop(future)
-            if future.cancelled():
-                continue
             try:
                 value = future.result()
             except Exception as error:  # NP6's answer, the journal's disk, or a bug
                 failure = failure or as_error(error, "send a step")
-                # Items queued behind the failure are not sent: stop at once.
-                for queued in in_flight:
-                    queued.cancel()
                 continue
-            done(item, value)
-            progress.advance(len(item))
+            if value is not None:
+                done(item, value)
+                progress.advance(len(item))
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
         for item in items:
@@ -159,7 +165,7 @@ def _run(
             while len(in_flight) >= concurrency * 2:
                 finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
                 settle(finished)
-            in_flight[pool.submit(send, item)] = item
+            in_flight[pool.submit(guarded, item)] = item
         while in_flight:
             finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
             settle(finished)
