@@ -99,16 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser
     )
 
-    run = commands.add_parser("run", help="sync the jobs' segments with their sources")
-    _job_arguments(run)
-    run.add_argument("--dry-run", action="store_true", help="report the plan; send nothing")
-    run.add_argument("--full-refresh", action="store_true", help="clear and reload the segment")
-    run.add_argument("--force", action="store_true", help="pass the safeguards")
-    run.add_argument(
-        "--verify", action="store_true", help="read the segment back afterwards (id mode)"
-    )
-    run.set_defaults(func=_lazy("run:run"), plan_only=False, detailed_exitcode=False)
-    add_metrics_arguments(run)
+    _run_parser(commands)
 
     plan = commands.add_parser("plan", help="a dry run: what `run` would do")
     _job_arguments(plan)
@@ -150,6 +141,19 @@ def _parser() -> argparse.ArgumentParser:
     # The demo prints its own reports.
     demo.set_defaults(func=_lazy("demo:demo"), quiet=True)
     return parser
+
+
+def _run_parser(commands: Any) -> None:  # argparse's subparsers action, a private type
+    run = commands.add_parser("run", help="sync the jobs' segments with their sources")
+    _job_arguments(run)
+    run.add_argument("--dry-run", action="store_true", help="report the plan; send nothing")
+    run.add_argument("--full-refresh", action="store_true", help="clear and reload the segment")
+    run.add_argument("--force", action="store_true", help="pass the safeguards")
+    run.add_argument(
+        "--verify", action="store_true", help="read the segment back afterwards (id mode)"
+    )
+    run.set_defaults(func=_lazy("run:run"), plan_only=False, detailed_exitcode=False)
+    add_metrics_arguments(run)
 
 
 def _state_parsers(state: argparse.ArgumentParser) -> None:

@@ -78,10 +78,7 @@ def push(
     stop, progress, result = stop or threading.Event(), progress or NullProgress(), PushResult()
     journaling = f"record an acknowledged step in {journal.path}"
     if plan.clears:
-        with translated(journaling):
-            journal.record({"event": "clearing"})
-            client.clear_segment(segment_id)
-            journal.record({"event": "cleared"})
+        _clear(client, segment_id, journal, journaling)
 
     def add(chunk: list[str]) -> int:
         accepted = client.add_targets(segment_id, chunk, unicity=unicity)
@@ -119,6 +116,15 @@ def push(
     pending = len(plan.send) - result.targets_sent + len(plan.remove) - result.targets_removed
     result.interrupted = stop.is_set() and pending > 0
     return result
+
+
+def _clear(client: NP6Client, segment_id: int, journal: Journal, journaling: str) -> None:
+    """The journal says "clearing" before the DELETE and "cleared" after it, so that a
+    run stopped in between reloads again rather than trusting the old state."""
+    with translated(journaling):
+        journal.record({"event": "clearing"})
+        client.clear_segment(segment_id)
+        journal.record({"event": "cleared"})
 
 
 def _run(
