@@ -67,11 +67,16 @@ def remount(point: Path, options: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{options}", str(point)], check=True)
 
 
-def two_jobs(tmp_path: Path, state: Path) -> tuple[Path, Path]:
+def two_jobs(tmp_path: Path, state: Path, **first_sync: int) -> tuple[Path, Path]:
     """``first`` keeps its state in ``state``; ``second`` (another segment) beside it."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = make_job(tmp_path / "a", name="first", state={"path": str(state / "first.parquet")})
+    first = make_job(
+        tmp_path / "a",
+        name="first",
+        state={"path": str(state / "first.parquet")},
+        sync={"max_removed_ratio": 1.0, **first_sync},
+    )
     second = make_job(tmp_path / "b", name="second", segment_id=OTHER_SEGMENT)
     write_csv(tmp_path / "b" / "list.csv", emails(0, 30))
     return first, second
@@ -115,15 +120,9 @@ def test_a_disk_that_fills_up_mid_push_stops_the_sending_and_a_rerun_finishes(
 ) -> None:
     config = settings_file(tmp_path)
     folder = tmpfs("state", "size=64k,mode=0700")
-    first, second = two_jobs(tmp_path, folder)
     # 400 chunks of 50 keys: the journal (one line per acknowledged chunk, ~1.3 KB each)
     # outgrows 64 KB after about fifty of them.
-    make_job(
-        tmp_path / "a",
-        name="first",
-        state={"path": str(folder / "first.parquet")},
-        sync={"chunk_size": 50},
-    )
+    first, second = two_jobs(tmp_path, folder, chunk_size=50)
     write_csv(tmp_path / "a" / "list.csv", emails(0, 20_000))
     report = tmp_path / "report.json"
 
@@ -295,3 +294,21 @@ def test_foreign_failures_become_errors_of_the_tree() -> None:
     assert isinstance(bug, SyncError) and bug.exit_code == EXIT_FAILED
     assert "unexpected KeyError" in str(bug) and "please report it" in str(bug)
     assert isinstance(bug.__cause__, KeyError)
+
+
+def test_an_unexpected_exception_fails_its_job_naming_its_type(tmp_path: Path) -> None:
+    from sync.config import load_job
+    from sync.runner import RunOptions, run_job
+
+    write_csv(tmp_path / "list.csv", emails(0, 10))
+    job = load_job(make_job(tmp_path))
+
+    def broken_connector():
+        raise RuntimeError("a bug in a connector")
+
+    report = run_job(job, RunOptions(), broken_connector)
+    assert report.status == "failed"
+    assert report.exit_code == EXIT_FAILED
+    assert report.error is not None
+    assert "unexpected RuntimeError: a bug in a connector" in report.error
+    assert "please report it" in report.error
