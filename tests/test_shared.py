@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import SEGMENT, emails, make_job, write_csv
 from sync.config import Job
 from sync.core.shared import conflicts
+from sync.emulator import Emulator
 
 
 def job(name: str, segment: int, mode: str = "auto", state: str | None = None) -> Job:
@@ -56,3 +59,30 @@ def test_the_message_names_the_other_job_file() -> None:
     found = conflicts(named(job("a", 7), job("b", 7)))
     assert "segment 7 is also synced by b.yaml" in found[0]
     assert "segment 7 is also synced by a.yaml" in found[1]
+
+
+def test_run_refuses_jobs_on_one_segment_and_runs_the_others(
+    tmp_path: Path, cli: Any, emulator: Emulator
+) -> None:
+    write_csv(tmp_path / "a.csv", emails(0, 5))
+    write_csv(tmp_path / "b.csv", emails(5, 10))
+    write_csv(tmp_path / "c.csv", emails(10, 15))
+    first = make_job(tmp_path, name="a", source={"path": "a.csv"})
+    second = make_job(tmp_path, name="b", source={"path": "b.csv"})
+    other = make_job(tmp_path, name="c", segment_id=99, source={"path": "c.csv"})
+
+    result = cli("run", first, other, second, "--report-json", tmp_path / "report.json")
+
+    assert result.code == 2
+    jobs = json.loads((tmp_path / "report.json").read_text())["jobs"]
+    assert [(j["name"], j["exit_code"]) for j in jobs] == [("a", 2), ("c", 0), ("b", 2)]
+    assert f"segment {SEGMENT} is also synced by {second}" in jobs[0]["error"]
+    assert emulator.members(SEGMENT) == set()
+    assert len(emulator.members(99)) == 5
+
+    warned = cli("validate", first, second)
+    assert warned.code == 0
+    appending = make_job(tmp_path, name="b", source={"path": "b.csv"}, sync={"mode": "append"})
+    make_job(tmp_path, name="a", source={"path": "a.csv"}, sync={"mode": "append"})
+    assert cli("run", first, appending).code == 0
+    assert len(emulator.members(SEGMENT)) == 10

@@ -128,6 +128,23 @@ def test_a_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
     assert s.load().keys.to_pylist() == ["a"]
 
 
+@pytest.mark.parametrize(
+    "tail", [b'{"event": "added", "keys": ["b"', b"x" * 70_000], ids=["short", "long"]
+)
+def test_a_run_after_a_torn_line_appends_after_the_last_whole_one(
+    tmp_path: Path, tail: bytes
+) -> None:
+    """A full disk tore the last record: the next run's journal must not follow it."""
+    s = store(tmp_path)
+    with s.open_journal("append") as journal:
+        journal.added(["a"])
+    with s.journal_path.open("ab") as f:
+        f.write(tail)
+    with s.open_journal("append") as journal:
+        journal.added(["c"])
+    assert s.load().keys.to_pylist() == ["a", "c"]
+
+
 def test_a_damaged_journal_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
     s = store(tmp_path)
     s.journal_path.parent.mkdir()

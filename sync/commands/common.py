@@ -48,20 +48,49 @@ def connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
     return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
 
 
+def load_jobs(paths: Sequence[str], *, shared: str = "refuse") -> list[Job | Np6SyncError]:
+    """Each job file loaded, or the error that stops that one job, in the order given.
+
+    Jobs of this run that share a segment or a state (``sync.core.shared``) are refused
+    together (``shared="refuse"``: exit 2, naming the other files) or only warned about
+    (``"warn"``, for commands that change nothing).
+    """
+    from sync.config import load_job
+    from sync.core.shared import conflicts
+
+    loaded: list[Job | Np6SyncError] = []
+    for path in paths:
+        try:
+            loaded.append(load_job(path))
+        except Exception as failure:  # whatever it is, this job fails and the next goes on
+            loaded.append(as_error(failure, f"load the job {path}"))
+    jobs = [(i, job) for i, job in enumerate(loaded) if not isinstance(job, Np6SyncError)]
+    found = conflicts([(Path(paths[i]), job) for i, job in jobs])
+    for position, why in found.items():
+        index = jobs[position][0]
+        if shared == "refuse":
+            loaded[index] = UsageError(f"{paths[index]}: {why}")
+        else:
+            log.warning("%s: %s", paths[index], why)
+    return loaded
+
+
 def each_job(
     paths: Sequence[str],
     act: Callable[[Job, str], int],
     failed: Callable[[str, Np6SyncError], None] | None = None,
+    *,
+    shared: str = "refuse",
 ) -> int:
     """``act(job, path)`` on each job file in turn, as `run` goes through them: a file that
     does not load, or a job that fails, is reported (by ``failed``) and the next job goes
     on. Returns the highest exit code."""
-    from sync.config import load_job
-
     worst = 0
-    for path in paths:
+    for path, job in zip(paths, load_jobs(paths, shared=shared), strict=True):
         try:
-            code = act(load_job(path), path)
+            if isinstance(job, Np6SyncError):
+                raise job
+            code = act(job, path)
         except Exception as failure:  # whatever it is, this job fails and the next goes on
             error = as_error(failure, f"finish the job {path}")
             (failed or report_failure)(path, error)

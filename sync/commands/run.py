@@ -14,9 +14,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sync.commands.common import StopOnSignals, config_path, connector, report_failure
+from sync.commands.common import (
+    StopOnSignals,
+    config_path,
+    connector,
+    load_jobs,
+    report_failure,
+)
 from sync.commands.verify import comparison_text
-from sync.config import Job, load_job, load_settings
+from sync.config import Job, load_settings
 from sync.console.progress import make_progress
 from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
 from sync.np6.client import NP6Client
@@ -37,14 +43,12 @@ def run(args: argparse.Namespace) -> int:
     report = RunReport()
     loaded: dict[str, Job] = {}
     with StopOnSignals() as stop:
-        for path in args.jobs:
+        for path, job in zip(args.jobs, load_jobs(args.jobs), strict=True):
             if stop.is_set():
                 break
-            try:
-                job = load_job(path)
-            except Np6SyncError as error:
+            if isinstance(job, Np6SyncError):
                 report.jobs.append(
-                    JobReport(Path(path).stem, error=str(error), exit_code=error.exit_code)
+                    JobReport(Path(path).stem, error=str(job), exit_code=job.exit_code)
                 )
                 continue
             loaded[job.name] = job

@@ -22,7 +22,7 @@ from sync.verify import require_ids, segment_members
 
 
 def show(args: argparse.Namespace) -> int:
-    return each_job(args.jobs, _show)
+    return each_job(args.jobs, _show, shared="warn")
 
 
 def _show(job: Job, path: str) -> int:

@@ -26,7 +26,7 @@ def validate(args: argparse.Namespace) -> int:
             print(f"  sample      {key}")
         return 0
 
-    return each_job(args.jobs, one, failed=_cannot_run)
+    return each_job(args.jobs, one, failed=_cannot_run, shared="warn")
 
 
 def _cannot_run(path: str, error: Np6SyncError) -> None:

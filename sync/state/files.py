@@ -82,6 +82,33 @@ def leftovers(path: Path) -> Iterator[Path]:
         yield from path.parent.glob(f".{path.name}{_TEMP_MARK}*")
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all is written: a nearly full disk may take part of a line, and
+    only the next write says ENOSPC."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def drop_torn_tail(fd: int) -> None:
+    """Cut a line that a crash or a full disk left half-written at the end of an
+    append-only file: it was never complete, so nothing it says was recorded, and the
+    lines appended after it must not follow a damaged one."""
+    size = os.fstat(fd).st_size
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        block = os.pread(fd, end - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sync import __version__
 from sync.report.model import JobReport
-from sync.state.files import open_private
+from sync.state.files import open_private, write_all
 
 log = logging.getLogger("np6sync.history")
 
@@ -45,7 +45,7 @@ def append_history(
         # A line torn by a crash would swallow this one: end it first, so only it is lost.
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line
-        _write_all(fd, line)
+        write_all(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -117,12 +117,6 @@ def parse_history(
             continue
         entries.append(entry)
     return list(entries)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _iso(moment: datetime) -> str:

@@ -37,7 +37,14 @@ from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import PENDING_SCHEMA, Holding, no_pending
 from sync.errors import HistoryError, LockedError, StateError, foreign_errors
 from sync.report.model import JobReport
-from sync.state.files import atomic_write, fsync_dir, leftovers, open_private
+from sync.state.files import (
+    atomic_write,
+    drop_torn_tail,
+    fsync_dir,
+    leftovers,
+    open_private,
+    write_all,
+)
 from sync.state.history import append_history, history_path, read_history
 
 STATE_VERSION = 1
@@ -304,14 +311,15 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        drop_torn_tail(self._fd)
         self._lock = threading.Lock()
         fsync_dir(path.parent)
 
     def record(self, event: dict[str, Any]) -> None:
         line = orjson.dumps(event) + b"\n"
         with self._lock:
-            os.write(self._fd, line)
+            write_all(self._fd, line)
             os.fsync(self._fd)
 
     def added(self, keys: Sequence[str]) -> None:
