@@ -37,7 +37,7 @@ def three_jobs(folder: Path) -> list[Path]:
     write_csv(folder / "list.csv", emails(0, 120))
     return [
         make_job(folder, name="ok"),
-        make_job(folder, name="refused", sync={"min_rows": 1000}),
+        make_job(folder, name="refused", segment_id=99, sync={"min_rows": 1000}),
         make_job(folder, name="failed", segment_id=555),
     ]
 
@@ -136,7 +136,7 @@ def test_a_push_carries_every_series_grouped_by_job(cli, tmp_path: Path, gateway
     paths = {path: body for _, path, _, body in gateway.received}
     assert set(paths) == {
         "/metrics/job/ok/segment/1234",
-        "/metrics/job/refused/segment/1234",
+        "/metrics/job/refused/segment/99",
         "/metrics/job/failed/segment/555",
     }
     assert {method for method, *_ in gateway.received} == {"PUT"}  # replaces the group

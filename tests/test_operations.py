@@ -106,7 +106,7 @@ def test_many_jobs_run_on_past_a_broken_one(
         (tmp_path / folder).mkdir()
     first = make_job(tmp_path / "a", name="a")
     write_csv(tmp_path / "a" / "list.csv", emails(0, 10))
-    broken = make_job(tmp_path, name="broken", source={"path": "missing.csv"})
+    broken = make_job(tmp_path, name="broken", segment_id=98, source={"path": "missing.csv"})
     last = make_job(tmp_path / "b", name="b", segment_id=99)
     write_csv(tmp_path / "b" / "list.csv", emails(100, 130))
     result = cli("run", first, broken, last, "--report-json", tmp_path / "r.json")
