@@ -49,6 +49,15 @@ class SourceConfig(_Model):
     format: Annotated[Literal["csv", "parquet"] | None, Field(validate_default=True)] = None
     delimiter: str | None = None  # default: a tab for .tsv files, else a comma
     encoding: str = "utf-8"
+    # Rows chosen by a condition over the file's columns (see sync/read/where.py).
+    where: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("where")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        from sync.read.where import check  # polars: only for a job with a condition
+
+        return None if value is None else check(value)
 
     @field_validator("path")
     @classmethod

@@ -17,7 +17,7 @@ import pyarrow.csv as pacsv
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.hashing import first_distinct, isin
-from sync.core.keys import KeySet, collect_keys, concat, distinct
+from sync.core.keys import KeySet, concat, distinct
 from sync.core.plan import Holding, Plan, check_safeguards, make_plan
 from sync.errors import (
     EXIT_FAILED,
@@ -30,7 +30,7 @@ from sync.errors import (
     translated,
 )
 from sync.push import PushResult, push_plan
-from sync.read.job import read_job_source
+from sync.read.job import collect_job_keys, read_job_source
 from sync.report.model import JobReport, Requests
 from sync.state.files import atomic_write
 from sync.state.store import Store, store_for
@@ -151,7 +151,7 @@ def _read(run: JobRun) -> None:
         _not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
         raise
     with run.timer("keys"):
-        collected = collect_keys(source.table, run.job.targets, source.first_row)
+        collected = collect_job_keys(run.job, source)
         del source  # the source's columns are not needed any more: free them first
         run.keyset = distinct(collected)
         del collected
@@ -335,7 +335,8 @@ def _load_holding(store: Store, options: RunOptions) -> Holding:
 
 
 def _count_keys(report: JobReport, keyset: KeySet) -> None:
-    report.rows_read = keyset.rows_read
+    report.rows_read = keyset.rows_read + keyset.rows_filtered
+    report.rows_filtered = keyset.rows_filtered
     report.rows_rejected = keyset.rows_rejected
     report.duplicate_keys = keyset.duplicate_keys
     report.keys = len(keyset.keys)

@@ -16,7 +16,12 @@ def validate(args: argparse.Namespace) -> int:
         keyset = load_keys(job)
         print(f"{path}: job {job.name} -> segment {job.segment_id}")
         print(f"  source      {job.source_url or job.source_path} ({job.source_format})")
-        print(f"  rows        {keyset.rows_read:,}")
+        if job.source.where is not None:
+            print(f"  rows        {keyset.rows_read + keyset.rows_filtered:,}")
+            print(f"  where       {job.source.where}")
+            print(f"  kept        {keyset.rows_read:,} (left out: {keyset.rows_filtered:,})")
+        else:
+            print(f"  rows        {keyset.rows_read:,}")
         print(f"  valid keys  {len(keyset.keys):,}")
         print(f"  duplicates  {keyset.duplicate_keys:,}")
         print(f"  rejected    {keyset.rows_rejected:,}")

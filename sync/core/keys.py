@@ -56,6 +56,7 @@ class KeySet:
     valid_rows: int
     rejected: pa.Table  # row, reason, then the raw value of every key column
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    rows_filtered: int = 0  # left out by source.where: not in rows_read
 
     @property
     def duplicate_keys(self) -> int:
@@ -88,11 +89,14 @@ def distinct(keyset: KeySet) -> KeySet:
     return replace(keyset, keys=first_distinct(keyset.keys))
 
 
-def collect_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> KeySet:
+def collect_keys(
+    table: pa.Table, targets: TargetsConfig, first_row: int = 1, keep: pa.Array | None = None
+) -> KeySet:
     """The valid keys of every row, duplicates included, and the rejected rows.
 
     Apart from ``distinct`` so that a caller can let go of the source's columns first:
-    finding duplicates is the step that needs the most memory.
+    finding duplicates is the step that needs the most memory. Rows where ``keep`` is
+    false (a condition left them out) are neither keys nor rejects, only counted.
     """
     reasons = [f"{what} {column}" for column in targets.columns for what in _CHECKS]
     reasons.append("not an NP6 target id (8 letters or digits)")
@@ -101,20 +105,28 @@ def collect_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) ->
     for start in range(0, table.num_rows, SLICE):
         piece = table.slice(start, SLICE)
         keys, code = _slice_keys(piece, targets)
-        if code.null_count == len(code):
+        valid_rows = pc.is_null(code)
+        if keep is not None:
+            kept = keep.slice(start, SLICE)
+            valid_rows = pc.and_(valid_rows, kept)
+            code = pc.if_else(kept, code, pa.scalar(None, _CODE))
+        if keep is None and code.null_count == len(code):
             valid.append(keys)
         else:
-            valid.append(pc.filter(keys, pc.is_null(code)))
+            valid.append(pc.filter(keys, valid_rows))
+        if code.null_count != len(code):
             rejected.append(_rejected_rows(piece, targets, code, reasons, first_row + start))
     valid_keys = concat(*valid)
+    filtered = 0 if keep is None else len(keep) - keep.true_count
     rejects = pa.concat_tables(rejected)
     counts = pc.value_counts(rejects.column(1)) if rejects.num_rows else []
     return KeySet(
         keys=valid_keys,
-        rows_read=table.num_rows,
+        rows_read=table.num_rows - filtered,
         valid_rows=len(valid_keys),
         rejected=rejects,
         rejects_by_reason={str(c["values"]): int(c["counts"]) for c in _pylist(counts)},
+        rows_filtered=filtered,
     )
 
 

@@ -201,7 +201,9 @@ def _deferral_due(pending: pa.Table, previous: int, rules: SyncConfig, today: da
 def check_safeguards(plan: Plan, keyset: KeySet, rules: SyncConfig) -> list[str]:
     """Why this plan must not run unattended; empty when it may."""
     problems = []
-    if keyset.rows_read == 0:
+    if keyset.rows_read == 0 and keyset.rows_filtered:
+        problems.append(f"source.where keeps none of the source's {keyset.rows_filtered} rows")
+    elif keyset.rows_read == 0:
         problems.append("the source has no rows")
     elif keyset.valid_rows < rules.min_rows:
         problems.append(

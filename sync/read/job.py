@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 from sync.config import Job
-from sync.core.keys import KeySet, build_keys
+from sync.core.keys import KeySet, collect_keys, distinct
 from sync.read.sources import SourceSpec, SourceTable, read_source
 
 
+def source_columns(job: Job) -> list[str]:
+    """The key columns, then those the condition names."""
+    names = list(job.targets.columns)
+    if job.source.where is not None:
+        from sync.read.where import columns_of
+
+        names += [c for c in columns_of(job.source.where) if c not in names]
+    return names
+
+
 def read_job_source(job: Job) -> SourceTable:
-    """The key columns of the job's source, a local file or a URL."""
+    """The key columns (and the condition's) of the job's source, a local file or a URL."""
     if job.source_url is None:
-        return read_source(source_spec(job), job.targets.columns)
+        return read_source(source_spec(job), source_columns(job))
     from sync.read.remote import read_remote_source  # fsspec: only for remote sources
 
-    return read_remote_source(job.source_url, source_spec(job), job.targets.columns)
+    return read_remote_source(job.source_url, source_spec(job), source_columns(job))
+
+
+def collect_job_keys(job: Job, source: SourceTable) -> KeySet:
+    """Every valid key of the rows the job's condition keeps, duplicates included."""
+    keep = None
+    if job.source.where is not None:
+        from sync.read.where import keep_mask
+
+        keep = keep_mask(job.source.where, source.table, source.path)
+    return collect_keys(source.table, job.targets, source.first_row, keep)
 
 
 def load_keys(job: Job) -> KeySet:
-    source = read_job_source(job)
-    return build_keys(source.table, job.targets, source.first_row)
+    return distinct(collect_job_keys(job, read_job_source(job)))
 
 
 def source_spec(job: Job) -> SourceSpec:

@@ -26,6 +26,7 @@ class JobReport:
     action: Literal["append", "update", "reload", "none"] = "none"
     rows_read: int = 0
     rows_rejected: int = 0
+    rows_filtered: int = 0  # left out by source.where (the file's rows: rows_read)
     duplicate_keys: int = 0
     keys: int = 0
     added: int = 0
