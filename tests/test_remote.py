@@ -196,12 +196,16 @@ def test_a_second_concurrent_run_exits_4_naming_the_holder(
     config = settings_file(tmp_path, concurrency=1)
     job = remote_job(tmp_path, remote, sync={"chunk_size": 10})
     remote.put_csv("in/list.csv", emails(0, 600), tmp_path)
-    emulator.latency_s = 0.05  # the first run must still be pushing when the second starts
+    emulator.latency_s = 0.02
 
     first = start_run(job, config, remote.env)
     try:
         wait_for(lambda: puts_answered(emulator) >= 1)
+        # Keep the first run pushing, however slowly the second one starts on a busy
+        # machine: each of its PUTs now takes a second until the second run has ended.
+        emulator.latency_s = 1.0
         second = run_process(["run", job, "--config", config], remote.env)
+        emulator.latency_s = 0.0
     finally:
         out, err = first.communicate(timeout=60)
     assert second.returncode == 4, second.stdout + second.stderr
