@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_lazy("verify:verify"))
 
     _state_parsers(commands.add_parser("state", help="inspect the state; adopt targets"))
+    _check_parser(commands)
 
     validate = commands.add_parser("validate", help="check jobs and their sources; no network")
     validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
@@ -154,6 +155,24 @@ def _run_parser(commands: Any) -> None:  # argparse's subparsers action, a priva
     )
     run.set_defaults(func=_lazy("run:run"), plan_only=False, detailed_exitcode=False)
     add_metrics_arguments(run)
+
+
+def _check_parser(commands: Any) -> None:  # argparse's subparsers action, a private type
+    check = commands.add_parser(
+        "check", help="can a run go ahead? the key, the segment, keys looked up; changes nothing"
+    )
+    _job_arguments(check, reports=False)
+    check.add_argument(
+        "--sample", type=_sample_size, default=20, metavar="N", help="keys to look up (20)"
+    )
+    check.set_defaults(func=_lazy("check:check"))
+
+
+def _sample_size(text: str) -> int:
+    size = int(text)
+    if not 0 <= size <= 10_000:
+        raise argparse.ArgumentTypeError(f"between 0 and 10000, not {size}")
+    return size
 
 
 def _state_parsers(state: argparse.ArgumentParser) -> None:

@@ -168,6 +168,10 @@ class SyncConfig(_Model):
     removals: Literal["auto", "reload", "per_target", "defer"] = "auto"
     defer_removals_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
     defer_removals_days: Annotated[int, Field(ge=0)] = 7
+    # Below this share of keys matching a contact, NP6 is not taking the targets: a
+    # reload is refused before its clear, and adding stops (see the README).
+    min_accepted_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+    lookup_sample: Annotated[int, Field(ge=0, le=1000)] = 20  # keys looked up; 0: none
 
 
 class NormalizationConfig(_Model):

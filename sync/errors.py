@@ -52,6 +52,11 @@ class StateError(UsageError):
     """The state file cannot be trusted for this job."""
 
 
+class SegmentError(UsageError):
+    """The job names a segment it cannot sync: NP6 does not know it, or it is dynamic.
+    Found before the first change, so nothing was sent."""
+
+
 class HistoryError(Np6SyncError):
     """The run history could not be written. Never ends a job: the caller warns, because
     the history is for people and a sync that worked must not fail over it."""
@@ -117,6 +122,11 @@ class UnexpectedAnswerError(FatalApiError):
     """NP6 answered 2xx with a body np6-sync cannot read (a count that is not a number, a
     look-up that is not a list): its own class, so a caller that can do without the
     answer may fall back."""
+
+
+class NotTakenError(SyncError):
+    """NP6 added too few of the keys sent (they match no contact): the sending stopped,
+    and the state holds what NP6 acknowledged."""
 
 
 class StoppedError(SyncError):

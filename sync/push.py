@@ -21,6 +21,9 @@ from sync.errors import FatalApiError, Np6SyncError, UnexpectedAnswerError, as_e
 from sync.np6.client import NP6Client
 from sync.state.local import Journal
 
+# Sees each acknowledged chunk and NP6's count; an error it returns stops the sending.
+Watch = Callable[[list[str], int], Np6SyncError | None]
+
 
 @dataclass
 class PushResult:
@@ -42,6 +45,7 @@ def push_plan(
     concurrency: int,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    watch: Watch | None = None,
 ) -> PushResult:
     """Carry out ``plan`` for ``job``, journaling each acknowledged step."""
     return push(
@@ -54,6 +58,7 @@ def push_plan(
         unicity=job.targets.identify_by == "unicity",
         stop=stop,
         progress=progress,
+        watch=watch,
     )
 
 
@@ -68,8 +73,9 @@ def push(
     unicity: bool = True,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    watch: Watch | None = None,
 ) -> PushResult:
-    """Apply ``plan`` to the segment.
+    """Apply ``plan`` to the segment; ``watch`` may stop the PUTs, as a failure does.
 
     An error of the clear is raised; the first error of a later step (NP6's, or the
     journal's disk) stops the sending: the steps in flight finish (and are journaled), the
@@ -86,17 +92,17 @@ def push(
             journal.added(chunk)
         return accepted
 
-    def acknowledged(chunk: list[str], accepted: int) -> None:
+    def acknowledged(chunk: list[str], accepted: int) -> Np6SyncError | None:
         result.targets_sent += len(chunk)
         result.targets_accepted += accepted
         result.chunks_acknowledged += 1
+        return watch(chunk, accepted) if watch is not None else None
 
     progress.start("push", total=len(plan.send))
     result.error = _run(
         _chunks(plan.send, chunk_size), add, acknowledged, concurrency, stop, progress
     )
     progress.finish()
-
     if result.error is None and len(plan.remove):
         segment = _SegmentExists(client, segment_id)
 
@@ -130,13 +136,14 @@ def _clear(client: NP6Client, segment_id: int, journal: Journal, journaling: str
 def _run(
     items: Iterable[list[str]],
     send: Callable[[list[str]], int],
-    done: Callable[[list[str], int], None],
+    done: Callable[[list[str], int], Np6SyncError | None],
     concurrency: int,
     stop: threading.Event,
     progress: Progress,
 ) -> Np6SyncError | None:
-    """Send items with ``concurrency`` in flight; stop at a signal or the first error,
-    after the items in flight have finished. Returns that error."""
+    """Send items with ``concurrency`` in flight; stop at a signal or the first error
+    (a send's, or one ``done`` returns), after the items in flight have finished.
+    Returns that error."""
     failure: Np6SyncError | None = None
     in_flight: dict[Future[int | None], list[str]] = {}
     failed = threading.Event()  # seen by the workers at once, before the next send
@@ -160,8 +167,10 @@ def _run(
                 failure = failure or as_error(error, "send a step")
                 continue
             if value is not None:
-                done(item, value)
                 progress.advance(len(item))
+                if (verdict := done(item, value)) is not None:
+                    failed.set()
+                    failure = failure or verdict
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
         for item in items:

@@ -29,6 +29,7 @@ from sync.errors import (
     as_error,
     translated,
 )
+from sync.preflight import preflight
 from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_job_source
 from sync.report.model import JobReport, Requests
@@ -204,11 +205,16 @@ def _fold(run: JobRun) -> None:
 
 def _apply(run: JobRun) -> None:
     job, plan, store = run.job, run.plan, run.store
+    client = run.client = run.connect()
+    in_flight = run.concurrency * 2 * job.sync.chunk_size  # push's queue, at most
+    checked = preflight(
+        job, plan, run.holding, client, store, force=run.options.force, in_flight=in_flight
+    )
+    run.report.notices = checked.notices
     _not_stopped(run)  # the last moment a stop leaves the segment and the state untouched
     if not run.holding.known:
         with translated("set the untrusted state aside"):
             store.set_aside()
-    client = run.client = run.connect()
     with translated("open the journal"):
         journal = store.open_journal(plan.action)
     with journal:
@@ -223,6 +229,7 @@ def _apply(run: JobRun) -> None:
                     concurrency=run.concurrency,
                     stop=run.stop,
                     progress=run.progress,
+                    watch=checked.watch,
                 )
         except BaseException:
             _save_acknowledged(run, after_failure=True)
@@ -231,6 +238,7 @@ def _apply(run: JobRun) -> None:
     run.report.targets_sent = pushed.targets_sent
     run.report.targets_accepted = pushed.targets_accepted
     run.report.targets_removed = pushed.targets_removed
+    checked.after_push(pushed.targets_sent, pushed.targets_accepted)
     if pushed.error is not None:
         raise pushed.error
     if pushed.interrupted:

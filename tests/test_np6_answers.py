@@ -317,7 +317,7 @@ def test_removals_from_a_segment_np6_does_not_know_fail_the_run(
     start_emulator, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """A wrong segment (here: one NP6 has lost between two runs) must not pass every
-    removal's 404 as "already gone"."""
+    removal's 404 as "already gone": the preflight finds it before any change (exit 2)."""
     ids = [[f"000PKX{n:02d}"] for n in range(40)]
     job = make_job(
         tmp_path,
@@ -332,7 +332,9 @@ def test_removals_from_a_segment_np6_does_not_know_fail_the_run(
         env = {**os.environ, "NP6_API_KEY": API_KEY, "NP6_BASE_URL": server.url}
         args = ["run", job, "--config", config, "--report-json", tmp_path / "r.json"]
         result = run_process(args, env, cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     (report,) = json.loads((tmp_path / "r.json").read_text())["jobs"]
-    assert f"NP6 does not know segment {SEGMENT}: check segment_id" in report["error"]
+    assert f"NP6 does not know segment {SEGMENT}" in report["error"]
+    assert "check segment_id; nothing was sent" in report["error"]
+    assert [call.method for call in lost.calls] == ["GET"]
     assert len(knows.members(SEGMENT)) == 40

@@ -196,7 +196,8 @@ class Emulator:
             self._calls.clear()
 
     def inject(self, *faults: str) -> None:
-        """The next ``len(faults)`` authenticated requests get these faults, in order."""
+        """The next ``len(faults)`` authenticated requests get these faults, in order
+        (``"none"``: that request is served as usual)."""
         self.faults.inject(faults)
 
     # --- answering ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 ALL_FAULTS: tuple[str, ...] = ("429", "429-retry-after", "500", "503", "drop", "lost")
+NO_FAULT = "none"  # injected before a fault, to let the requests ahead of it through
 
 
 def check_faults(faults: Iterable[str]) -> None:
@@ -34,14 +35,15 @@ class Faults:
         self._lock = threading.Lock()
 
     def inject(self, faults: Sequence[str]) -> None:
-        check_faults(faults)
+        check_faults(f for f in faults if f != NO_FAULT)
         with self._lock:
             self._injected.extend(faults)
 
     def draw(self) -> str | None:
         with self._lock:
             if self._injected:
-                return self._injected.popleft()
+                fault = self._injected.popleft()
+                return None if fault == NO_FAULT else fault
             if self.rate and self._rng.random() < self.rate:
                 return self._rng.choice(self.kinds)
         return None

@@ -44,6 +44,7 @@ _HINTS = {
     403: "the API key may not change this segment",
     404: "NP6 does not know this segment (or endpoint)",
     409: "conflict: the segment is dynamic, or the target is already a member",
+    415: "NP6 refused the media type (unicity values may need unicity_media_type)",
     429: "rate limited",
     503: "NP6 is unavailable (maintenance?)",
 }

@@ -57,6 +57,7 @@ def notes(job: JobReport) -> list[str]:
     if job.error:
         lines.append(f"error: {job.error}")
     lines.extend(f"refused: {refusal}" for refusal in job.refusals)
+    lines.extend(job.notices)
     if job.status == "planned":
         r = job.planned_requests
         lines.append(

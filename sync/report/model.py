@@ -51,6 +51,7 @@ class JobReport:
     removal_costs: dict[str, dict[str, int]] = field(default_factory=dict)
     pending_removals: int = 0  # deferred removals still in the segment
     oldest_pending_removal: str | None = None
+    notices: list[str] = field(default_factory=list)  # what NP6 said before and after sending
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""`np6-sync check`: whether a run can go ahead against this account. Changes nothing in
+NP6 or in the state: it reads the segment's description and looks keys up, never a PUT.
+
+Exit 0: go ahead; 1: the key is refused or NP6 cannot be reached; 2: a bad job, or a
+segment that cannot be synced (unknown, dynamic); 3: too few sampled keys match a contact
+(the reload safeguard would refuse)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from sync.commands.common import config_path, connector, each_job
+from sync.config import Job, load_settings
+from sync.errors import EXIT_OK, EXIT_REFUSED, Np6SyncError, translated
+from sync.np6.client import NP6Client
+from sync.preflight import Sample, describe, look_up, sample_text
+from sync.read.job import load_keys
+from sync.state.files import atomic_write
+from sync.state.store import store_for
+
+
+def check(args: argparse.Namespace) -> int:
+    settings = load_settings(config_path(args.config))
+    connect = connector(settings, needed=True)
+
+    def one(job: Job, path: str) -> int:
+        client = connect()
+        try:
+            return check_job(job, client, args.sample)
+        finally:
+            client.close()
+
+    return each_job(args.jobs, one)
+
+
+def check_job(job: Job, client: NP6Client, sample_size: int) -> int:
+    """Print what a run would meet; the exit code says whether it can go ahead."""
+    name = job.name
+    info = describe(client, job.segment_id)  # SegmentError (2) for unknown or dynamic
+    print(f"{name}: the API key is accepted")
+    if info is None:
+        print(f"{name}: segment {job.segment_id}: NP6 cannot describe it (see the warning)")
+    else:
+        label = f" {info.name!r}" if info.name else ""
+        kind = info.type or "of a type NP6 does not say"
+        size = "unknown" if info.targets_count is None else f"about {info.targets_count:,}"
+        print(f"{name}: segment {job.segment_id}{label}: {kind}, {size} targets (NP6's estimate)")
+    print(f"{name}: {_state_text(job)}")
+    keys = load_keys(job).keys
+    if job.targets.identify_by != "unicity":
+        print(f"{name}: keys are target ids: no look-up by unicity value applies")
+        return EXIT_OK
+    sample = look_up(client, keys, sample_size)
+    print(f"{name}: {sample_text(sample)}")
+    if sample.unmatched:
+        print(f"{name}: the sampled keys that match no contact: {_write_unmatched(job, sample)}")
+    ratio = job.sync.min_accepted_ratio
+    if sample.under(ratio):
+        print(
+            f"{name}: under sync.min_accepted_ratio ({ratio:.0%}): a reload would be refused; "
+            "check the key columns, separator, transforms and the account's contacts"
+        )
+        return EXIT_REFUSED
+    print(f"{name}: a run can go ahead")
+    return EXIT_OK
+
+
+def _state_text(job: Job) -> str:
+    store = store_for(job)
+    try:
+        info = store.info()
+    except Np6SyncError as error:
+        return f"the state cannot be read: {error}"
+    if info is None:
+        return f"no state yet ({store.where})"
+    return f"the state holds {info.keys:,} keys, updated {info.updated_at} ({store.where})"
+
+
+def _write_unmatched(job: Job, sample: Sample) -> str:
+    """Beside the state, as the rejects are: a listing of personal values stays on disk,
+    out of the terminal and the CI logs."""
+    path = job.state_path.with_name(f"{job.name}.unmatched.csv")
+    with translated("write the listing of unmatched keys"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            pacsv.write_csv(pa.table({"key": pa.array(sample.unmatched, pa.string())}), f)
+    return str(path)

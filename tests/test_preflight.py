@@ -1,0 +1,303 @@
+"""End to end, against an emulated account with contacts: the preflight (segment known and
+static), the reload safeguard (a sample looked up before the clear), the acceptance check
+while adding, `check`, and the unicity media type."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sync.cli import main
+from sync.core.keys import KEY_TYPE
+from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
+from sync.preflight import sample_keys
+from conftest import API_KEY, SEGMENT, emails, make_job, settings_file, write_csv
+
+
+def addresses(start: int, stop: int) -> list[str]:
+    return [row[0] for row in emails(start, stop)]
+
+
+@pytest.fixture
+def account(start_emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An emulated account whose contacts are user0..user999, with the environment a run
+    needs to reach it; the test chooses its segments."""
+
+    def start(**options: object) -> Emulator:
+        options.setdefault("segments", [SEGMENT])
+        options.setdefault("contacts", make_contacts(addresses(0, 1000)))
+        server: Emulator = start_emulator(API_KEY, **options)
+        monkeypatch.setenv("NP6_API_KEY", API_KEY)
+        monkeypatch.setenv("NP6_BASE_URL", server.url)
+        monkeypatch.chdir(tmp_path)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def cli_main(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """The real command line, in-process: (exit code, stdout and stderr together)."""
+
+    def run(*args: object) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return run
+
+
+def ids_of(server: Emulator, values: list[str]) -> set[str]:
+    contacts = server.contacts
+    assert contacts is not None
+    return {contacts.resolve(v) for v in values} - {None}  # type: ignore[misc]
+
+
+def state_keys(folder: Path) -> list[str]:
+    return pq.read_table(folder / "state" / "list.parquet")["key"].to_pylist()
+
+
+def report_of(path: Path) -> dict:  # type: ignore[type-arg]
+    (job,) = json.loads(path.read_text())["jobs"]
+    return job  # type: ignore[no-any-return]
+
+
+def changes(server: Emulator) -> list[str]:
+    return [call.method for call in server.calls if call.method != "GET"]
+
+
+def test_keys_of_which_a_share_match_no_contact(account, cli_main, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = account()
+    write_csv(tmp_path / "list.csv", emails(300, 1300))  # 700 contacts, 300 strangers
+    job, config, report = make_job(tmp_path), settings_file(tmp_path), tmp_path / "r.json"
+
+    code, out = cli_main("run", job, "--config", config, "--report-json", report)
+    assert code == 0, out
+    first = report_of(report)
+    assert (first["targets_sent"], first["targets_accepted"]) == (1000, 700)
+    assert "300 of the 1,000 keys sent match no contact in NP6" in out
+    assert "not sent again until --full-refresh" in out
+    assert server.members(SEGMENT) == ids_of(server, addresses(300, 1000))
+    assert len(state_keys(tmp_path)) == 1000  # acknowledged chunks are recorded whole
+
+    server.reset_calls()
+    code, out = cli_main("run", job, "--config", config, "--report-json", report)
+    assert code == 0, out
+    assert server.calls == []  # nothing to send: no preflight either
+    assert report_of(report)["status"] == "no_changes"
+
+
+def test_a_wrong_key_column_stops_after_the_first_thousand_keys_and_its_reload_is_refused(  # type: ignore[no-untyped-def]
+    account, cli_main, tmp_path: Path
+) -> None:
+    server = account()
+    rows = [[f"user{n}@example.com", f"C{n:06d}"] for n in range(4000)]
+    write_csv(tmp_path / "list.csv", rows, header=("email", "customer"))
+    job = make_job(tmp_path, targets={"columns": ["customer"]})  # the account knows emails
+    config, report = settings_file(tmp_path), tmp_path / "r.json"
+
+    code, out = cli_main("run", job, "--config", config, "--report-json", report)
+    assert code == 1, out
+    failed = report_of(report)
+    assert "match no contact" in failed["error"]
+    for cause in ("targets.columns", "targets.separator", "unicity_media_type"):
+        assert cause in failed["error"]
+    # The first 1,000, and the chunks in flight then (2 at a time, 4 queued at most).
+    assert 1000 <= failed["targets_sent"] <= 1000 + 4 * 50
+    assert failed["targets_accepted"] == 0
+    assert len(state_keys(tmp_path)) == failed["targets_sent"]  # what NP6 acknowledged
+    assert server.members(SEGMENT) == set()
+
+    server.set_members(SEGMENT, ids_of(server, addresses(0, 500)))
+    server.reset_calls()
+    code, out = cli_main("run", job, "--full-refresh", "--config", config, "--report-json", report)
+    assert code == 3, out
+    refused = report_of(report)
+    assert refused["status"] == "refused"
+    assert "0 of 20 sampled keys match a contact" in refused["error"]
+    assert changes(server) == []  # refused before the clear
+    assert len(server.members(SEGMENT)) == 500
+    lookups = [call.path for call in server.calls if call.path.startswith("/targets?unicity=")]
+    assert len(lookups) == 20
+
+    code, out = cli_main("run", job, "--full-refresh", "--force", "--config", config)
+    assert code == 1, out  # --force passes the safeguard; adding then stops
+    assert changes(server)[0] == "DELETE"
+
+
+def test_a_run_resumed_after_a_kill_is_not_stopped_by_the_check(  # type: ignore[no-untyped-def]
+    account, tmp_path: Path
+) -> None:
+    """The chunk in flight at the kill was added by NP6: sent again, it adds nothing, and
+    that must not read as keys that match no contact."""
+    server = account()
+    job = make_job(tmp_path)
+    quick = settings_file(tmp_path)
+    env = {**os.environ, "NP6_API_KEY": API_KEY, "NP6_BASE_URL": server.url}
+    write_csv(tmp_path / "list.csv", emails(0, 100))
+    assert _cli(["run", job, "--config", quick], env, tmp_path).returncode == 0
+
+    write_csv(tmp_path / "list.csv", emails(0, 150))
+    slow = settings_file(tmp_path, retry={"initial_wait": 60, "max_wait": 60})
+    server.inject("none", "lost")  # the description answers; the PUT is done, unanswered
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "run", str(job), "--config", str(slow)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while len(server.members(SEGMENT)) < 150:
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert (tmp_path / "state" / "list.parquet.journal").exists()
+
+    server.reset_calls()
+    result = _cli(["run", job, "--config", quick, "--report-json", "r.json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = report_of(tmp_path / "r.json")
+    assert (resumed["targets_sent"], resumed["targets_accepted"]) == (50, 0)
+    assert len(state_keys(tmp_path)) == 150
+    assert server.members(SEGMENT) == ids_of(server, addresses(0, 150))
+
+
+@pytest.mark.parametrize(
+    ("segment", "said"),
+    [
+        pytest.param(77, "segment 77 (winback) is dynamic", id="dynamic"),
+        pytest.param(55, "NP6 does not know segment 55", id="unknown"),
+    ],
+)
+def test_a_segment_that_cannot_be_synced_stops_the_job_with_nothing_changed(  # type: ignore[no-untyped-def]
+    account, cli_main, tmp_path: Path, segment: int, said: str
+) -> None:
+    server = account(segments={SEGMENT: "all", 77: "winback"}, dynamic=[77])
+    write_csv(tmp_path / "list.csv", emails(0, 120))
+    job = make_job(tmp_path, segment_id=segment)
+    code, out = cli_main("run", job, "--config", settings_file(tmp_path), "--report-json", "r.json")
+    assert code == 2, out
+    assert said in report_of(tmp_path / "r.json")["error"]
+    assert [(c.method, c.path) for c in server.calls] == [("GET", f"/segments/{segment}")]
+    assert not (tmp_path / "state" / "list.parquet").exists()
+    assert not (tmp_path / "state" / "list.parquet.journal").exists()
+
+
+def test_a_first_run_on_a_segment_np6_says_is_not_empty_points_to_state_import(  # type: ignore[no-untyped-def]
+    account, cli_main, tmp_path: Path
+) -> None:
+    """Its PUTs of targets already there add nothing: not a sign of keys that match no
+    contact, so the check does not stop it."""
+    server = account()
+    server.set_members(SEGMENT, ids_of(server, addresses(0, 900)))
+    write_csv(tmp_path / "list.csv", emails(0, 1000))
+    code, out = cli_main("run", make_job(tmp_path), "--config", settings_file(tmp_path))
+    assert code == 0, out
+    assert "holds about 900 targets and np6-sync has no state for it" in out
+    assert "np6-sync state import" in out
+    assert server.members(SEGMENT) == ids_of(server, addresses(0, 1000))
+
+
+@pytest.mark.parametrize(
+    ("media_type", "code"),
+    [
+        pytest.param(None, 1, id="without-unicity_media_type"),
+        pytest.param(UNICITY_MEDIA_TYPE, 0, id="with-unicity_media_type"),
+    ],
+)
+def test_an_account_that_requires_the_unicity_media_type(  # type: ignore[no-untyped-def]
+    account, cli_main, tmp_path: Path, media_type: str | None, code: int
+) -> None:
+    server = account(require_unicity_media_type=True)
+    write_csv(tmp_path / "list.csv", emails(0, 120))
+    config = settings_file(tmp_path, unicity_media_type=media_type)
+    result, out = cli_main("run", make_job(tmp_path), "--config", config, "--report-json", "r.json")
+    assert result == code, out
+    if code:
+        assert "HTTP 415" in report_of(tmp_path / "r.json")["error"]
+        assert server.members(SEGMENT) == set()
+    else:
+        assert server.members(SEGMENT) == ids_of(server, addresses(0, 120))
+    puts = [call for call in server.calls if call.method == "PUT"]
+    assert puts and all(call.accept == (media_type or "application/json") for call in puts)
+
+
+def test_check_against_a_good_setup_changes_nothing(account, cli_main, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = account(segments={SEGMENT: "newsletter"})
+    write_csv(tmp_path / "list.csv", emails(0, 1000))
+    code, out = cli_main("check", make_job(tmp_path), "--config", settings_file(tmp_path))
+    assert code == 0, out
+    assert "the API key is accepted" in out
+    assert f"segment {SEGMENT} 'newsletter': static, about 0 targets" in out
+    assert "no state yet" in out
+    assert "20 of 20 sampled keys match a contact" in out
+    assert "a run can go ahead" in out
+    assert {call.method for call in server.calls} == {"GET"}
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "said"),
+    [
+        pytest.param("wrong-column", 3, "0 of 5 sampled keys match a contact", id="wrong-column"),
+        pytest.param("half", 3, "2 of 5 sampled keys match a contact", id="too-few-contacts"),
+        pytest.param("dynamic", 2, "is dynamic", id="dynamic-segment"),
+        pytest.param("unknown", 2, "NP6 does not know segment 55", id="unknown-segment"),
+        pytest.param("wrong-key", 1, "HTTP 401", id="refused-key"),
+    ],
+)
+def test_check_against_a_bad_setup(  # type: ignore[no-untyped-def]
+    account, cli_main, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup, code, said
+) -> None:
+    contacts = make_contacts(addresses(0, 40 if setup == "half" else 100))
+    server = account(contacts=contacts, dynamic=[77])
+    rows = [[f"user{n}@example.com", f"C{n:06d}"] for n in range(100)]
+    write_csv(tmp_path / "list.csv", rows, header=("email", "customer"))
+    overrides: dict[str, object] = {
+        "wrong-column": {"targets": {"columns": ["customer"]}},
+        "dynamic": {"segment_id": 77},
+        "unknown": {"segment_id": 55},
+    }.get(setup, {})
+    job = make_job(tmp_path, **overrides)
+    if setup == "wrong-key":
+        monkeypatch.setenv("NP6_API_KEY", "not-the-key")
+    config = settings_file(tmp_path)
+    result, out = cli_main("check", job, "--config", config, "--sample", "5")
+    assert result == code, out
+    assert said in out
+    assert {call.method for call in server.calls} <= {"GET"}
+    if setup == "wrong-column":
+        listing = (tmp_path / "state" / "list.unmatched.csv").read_text().split()
+        assert listing[0] == '"key"' and len(listing) == 6
+
+
+def test_sample_keys_are_evenly_spaced_and_the_same_each_time() -> None:
+    keys = pa.array([f"k{n}" for n in range(100)], KEY_TYPE)
+    assert sample_keys(keys, 4) == ["k0", "k25", "k50", "k75"]
+    assert sample_keys(keys, 4) == sample_keys(keys, 4)
+    assert sample_keys(keys[:3], 20) == ["k0", "k1", "k2"]
+    assert sample_keys(keys, 0) == []
+
+
+def _cli(args: list[object], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sync", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
