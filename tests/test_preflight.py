@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import API_KEY, SEGMENT, emails, make_job, settings_file, write_csv
 from sync.cli import main
 from sync.core.keys import KEY_TYPE
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
 from sync.preflight import sample_keys
-from conftest import API_KEY, SEGMENT, emails, make_job, settings_file, write_csv
 
 
 def addresses(start: int, stop: int) -> list[str]:
