@@ -185,7 +185,8 @@ def preflight(
     flight, sent again by this one if it resumes."""
     result = Preflight(describe(client, job.segment_id))
     size = result.segment.targets_count if result.segment is not None else None
-    had_state = store.info() is not None or store.has_journal()
+    # A state set aside by --full-refresh is no state: it is not read again.
+    had_state = holding.known and (store.has_journal() or store.info() is not None)
     if not had_state and not plan.clears and size:
         result.notice(
             f"NP6 says segment {job.segment_id} holds about {size:,} targets and np6-sync has "

@@ -58,7 +58,7 @@ def test_first_load_rerun_additions_and_removals(tmp_path, emulator, cli, config
     write_csv(tmp_path / "list.csv", emails(10, 250))
     result = cli("run", job, "--config", config, "--report-json", report)
     assert result.code == 0
-    assert emulator.calls[0].method == "DELETE"
+    assert next(c.method for c in emulator.calls if c.method != "GET") == "DELETE"
     assert len(puts(emulator)) == math.ceil(240 / 50)
     assert emulator.members(SEGMENT) == emails_set(10, 250)
     last = json.loads(report.read_text())["jobs"][0]
@@ -207,7 +207,10 @@ def test_an_incremental_run_sends_only_the_puts_it_needs(tmp_path, emulator, cli
     write_csv(tmp_path / "list.csv", emails(0, 1101))
     emulator.reset_calls()
     assert cli("run", job, "--config", config).code == 0
-    assert [c.method for c in emulator.calls] == ["PUT"] * math.ceil(101 / 50)
+    # One description of the segment before the first change, then only the PUTs.
+    described = [("GET", f"/segments/{SEGMENT}")]
+    puts = [("PUT", f"/segments/{SEGMENT}/targets")] * math.ceil(101 / 50)
+    assert [(c.method, c.path) for c in emulator.calls] == described + puts
 
 
 def test_the_request_rate_is_never_exceeded_in_any_second(tmp_path, emulator, cli) -> None:
@@ -216,7 +219,7 @@ def test_the_request_rate_is_never_exceeded_in_any_second(tmp_path, emulator, cl
     write_csv(tmp_path / "list.csv", emails(0, 250))
     assert cli("run", job, "--config", config).code == 0
     starts = sorted(c.at for c in emulator.calls)
-    assert len(starts) == 25
+    assert len(starts) == 1 + 25  # the segment's description, then the PUTs
     for start in starts:
         assert sum(1 for s in starts if start <= s < start + 1.0) <= 10
 

@@ -55,7 +55,7 @@ def test_the_textfile_holds_every_series_of_each_job(cli, tmp_path: Path) -> Non
     assert found["ok", "np6sync_requests"] == {"put": 3, "delete": 0, "post": 0}
     assert found["ok", "np6sync_rows_read"][""] == 120
     assert found["refused", "np6sync_exit_code"][""] == 3
-    assert found["failed", "np6sync_exit_code"][""] == 1
+    assert found["failed", "np6sync_exit_code"][""] == 2  # a segment NP6 does not know
     assert found["failed", "np6sync_last_success_timestamp_seconds"][""] == 0  # never
     ok_success = found["ok", "np6sync_last_success_timestamp_seconds"][""]
     assert ok_success == found["ok", "np6sync_last_run_timestamp_seconds"][""]

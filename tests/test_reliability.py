@@ -299,12 +299,14 @@ def test_the_key_never_leaks_even_when_np6_echoes_headers(tmp_path, cli, monkeyp
 
 def test_a_clear_without_an_answer_makes_the_next_run_reload(tmp_path, cli, emulator) -> None:
     config = settings_file(tmp_path, retry={"max_attempts": 1})
-    job = make_job(tmp_path, sync={"max_removed_ratio": 0.5})
+    # No look-ups before the clear: the fault below must hit the DELETE.
+    job = make_job(tmp_path, sync={"max_removed_ratio": 0.5, "lookup_sample": 0})
     write_csv(tmp_path / "list.csv", emails(0, 100))
     assert cli("run", job, "--config", config).code == 0
 
     write_csv(tmp_path / "list.csv", emails(10, 100))
-    emulator.inject("lost")  # NP6 empties the segment, but the answer never arrives
+    # The description answers; NP6 empties the segment, but that answer never arrives.
+    emulator.inject("none", "lost")
     failed = cli("run", job, "--config", config)
     assert failed.code == 1 and "DELETE" in failed.out
     assert emulator.members(SEGMENT) == set()
@@ -313,5 +315,6 @@ def test_a_clear_without_an_answer_makes_the_next_run_reload(tmp_path, cli, emul
     emulator.reset_calls()
     resumed = cli("run", job, "--config", config)
     assert resumed.code == 0, resumed.out
-    assert emulator.calls[0].method == "DELETE"  # reloaded, not trusted
+    changes = [c.method for c in emulator.calls if c.method != "GET"]
+    assert changes[0] == "DELETE"  # reloaded, not trusted
     assert emulator.members(SEGMENT) == emails_set(0, 100)
