@@ -16,7 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import API_KEY, SEGMENT, emails, make_job, settings_file, write_csv
+from conftest import (
+    API_KEY,
+    SEGMENT,
+    emails,
+    make_job,
+    run_process,
+    settings_file,
+    write_csv,
+)
 from sync.cli import main
 from sync.core.keys import KEY_TYPE
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
@@ -145,7 +153,7 @@ def test_a_run_resumed_after_a_kill_is_not_stopped_by_the_check(  # type: ignore
     quick = settings_file(tmp_path)
     env = {**os.environ, "NP6_API_KEY": API_KEY, "NP6_BASE_URL": server.url}
     write_csv(tmp_path / "list.csv", emails(0, 100))
-    assert _cli(["run", job, "--config", quick], env, tmp_path).returncode == 0
+    assert run_process(["run", job, "--config", quick], env, cwd=tmp_path).returncode == 0
 
     write_csv(tmp_path / "list.csv", emails(0, 150))
     slow = settings_file(tmp_path, retry={"initial_wait": 60, "max_wait": 60})
@@ -167,7 +175,9 @@ def test_a_run_resumed_after_a_kill_is_not_stopped_by_the_check(  # type: ignore
     assert (tmp_path / "state" / "list.parquet.journal").exists()
 
     server.reset_calls()
-    result = _cli(["run", job, "--config", quick, "--report-json", "r.json"], env, tmp_path)
+    result = run_process(
+        ["run", job, "--config", quick, "--report-json", "r.json"], env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     resumed = report_of(tmp_path / "r.json")
     assert (resumed["targets_sent"], resumed["targets_accepted"]) == (50, 0)
@@ -290,14 +300,3 @@ def test_sample_keys_are_evenly_spaced_and_the_same_each_time() -> None:
     assert sample_keys(keys, 4) == sample_keys(keys, 4)
     assert sample_keys(keys[:3], 20) == ["k0", "k1", "k2"]
     assert sample_keys(keys, 0) == []
-
-
-def _cli(args: list[object], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sync", *map(str, args)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
