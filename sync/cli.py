@@ -124,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check jobs and their sources; no network")
     validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    _segment_argument(validate)
     validate.add_argument("--samples", type=int, default=3, help="sample keys to show per job")
     validate.set_defaults(func=_lazy("validate:validate"))
 
@@ -179,6 +180,7 @@ def _state_parsers(state: argparse.ArgumentParser) -> None:
     actions = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="what the state holds")
     show.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    _segment_argument(show)
     show.set_defaults(func=_lazy("state:show"))
     adopt = actions.add_parser("import", help="record targets the segment already holds")
     _job_arguments(adopt, reports=False)
@@ -198,8 +200,15 @@ def _state_parsers(state: argparse.ArgumentParser) -> None:
     adopt.set_defaults(func=_lazy("state:import_"))
 
 
+def _segment_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--segment", metavar="NAME", help="only this segment of a fan-out job (or this job)"
+    )
+
+
 def _job_arguments(parser: argparse.ArgumentParser, reports: bool = True) -> None:
     parser.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    _segment_argument(parser)
     parser.add_argument(
         "--config", type=Path, help=f"settings file (default: {DEFAULT_CONFIG} when present)"
     )

@@ -32,6 +32,7 @@ from sync.errors import (
 from sync.preflight import preflight
 from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_job_source
+from sync.read.sources import SourceTable
 from sync.report.model import JobReport, Requests
 from sync.state.files import atomic_write
 from sync.state.store import Store, store_for
@@ -67,6 +68,7 @@ class JobRun:
     client: NP6Client | None = None
     pushed: PushResult | None = None
     sending: bool = False  # from the first change on, a failure leaves the segment changed
+    read: Callable[[Job], SourceTable] = read_job_source  # a fan-out's segments share one
 
     def __post_init__(self) -> None:
         self.timer = PhaseTimer(self.report.phase_s)
@@ -80,6 +82,7 @@ def run_job(
     concurrency: int = 4,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    read: Callable[[Job], SourceTable] = read_job_source,
 ) -> JobReport:
     """Sync one job. Never raises: the report carries every failure, foreign ones too."""
     run = JobRun(
@@ -90,6 +93,7 @@ def run_job(
         stop or threading.Event(),
         progress or NullProgress(),
         JobReport(job.name, job.segment_id),
+        read=read,
     )
     started = time.monotonic()
     error: Np6SyncError | None = None
@@ -147,7 +151,7 @@ def _not_stopped(run: JobRun) -> None:
 def _read(run: JobRun) -> None:
     try:
         with run.timer("read"):
-            source = read_job_source(run.job)
+            source = run.read(run.job)
     except Np6SyncError:
         _not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
         raise

@@ -18,6 +18,7 @@ from sync.errors import Np6SyncError, UsageError, as_error
 
 if TYPE_CHECKING:
     from sync.config import Job, Settings
+    from sync.fanout import Reader
     from sync.np6.client import NP6Client
 
 log = logging.getLogger("np6sync")
@@ -48,30 +49,41 @@ def connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
     return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
 
 
-def load_jobs(paths: Sequence[str], *, shared: str = "refuse") -> list[Job | Np6SyncError]:
-    """Each job file loaded, or the error that stops that one job, in the order given.
+def load_jobs(
+    paths: Sequence[str], *, shared: str = "refuse", segment: str | None = None
+) -> list[tuple[str, Job | Np6SyncError, Reader]]:
+    """Each job loaded (a fan-out file gives one per segment, sharing one reader of its
+    source), or the error that stops that one job, in the order given.
 
     Jobs of this run that share a segment or a state (``sync.core.shared``) are refused
     together (``shared="refuse"``: exit 2, naming the other files) or only warned about
-    (``"warn"``, for commands that change nothing).
+    (``"warn"``, for commands that change nothing). ``segment`` keeps the job or segment
+    of that name only.
     """
-    from sync.config import load_job
     from sync.core.shared import conflicts
+    from sync.fanout import load_job_file
+    from sync.read.job import read_job_source
 
-    loaded: list[Job | Np6SyncError] = []
+    loaded: list[tuple[str, Job | Np6SyncError, Reader]] = []
     for path in paths:
         try:
-            loaded.append(load_job(path))
+            found_jobs, read = load_job_file(path)
+            loaded += [(path, job, read) for job in found_jobs]
         except Exception as failure:  # whatever it is, this job fails and the next goes on
-            loaded.append(as_error(failure, f"load the job {path}"))
-    jobs = [(i, job) for i, job in enumerate(loaded) if not isinstance(job, Np6SyncError)]
-    found = conflicts([(Path(paths[i]), job) for i, job in jobs])
+            loaded.append((path, as_error(failure, f"load the job {path}"), read_job_source))
+    if segment is not None:
+        loaded = [e for e in loaded if isinstance(e[1], Np6SyncError) or e[1].name == segment]
+        if not loaded:
+            raise UsageError(f"no job or segment is named {segment!r} in {', '.join(paths)}")
+    jobs = [(i, job) for i, (_, job, _) in enumerate(loaded) if not isinstance(job, Np6SyncError)]
+    found = conflicts([(Path(loaded[i][0]), job) for i, job in jobs])
     for position, why in found.items():
         index = jobs[position][0]
+        path, _, read = loaded[index]
         if shared == "refuse":
-            loaded[index] = UsageError(f"{paths[index]}: {why}")
+            loaded[index] = (path, UsageError(f"{path}: {why}"), read)
         else:
-            log.warning("%s: %s", paths[index], why)
+            log.warning("%s: %s", path, why)
     return loaded
 
 
@@ -81,12 +93,13 @@ def each_job(
     failed: Callable[[str, Np6SyncError], None] | None = None,
     *,
     shared: str = "refuse",
+    segment: str | None = None,
 ) -> int:
-    """``act(job, path)`` on each job file in turn, as `run` goes through them: a file that
-    does not load, or a job that fails, is reported (by ``failed``) and the next job goes
-    on. Returns the highest exit code."""
+    """``act(job, path)`` on each job file in turn (each segment of a fan-out), as `run`
+    goes through them: a file that does not load, or a job that fails, is reported (by
+    ``failed``) and the next job goes on. Returns the highest exit code."""
     worst = 0
-    for path, job in zip(paths, load_jobs(paths, shared=shared), strict=True):
+    for path, job, _ in load_jobs(paths, shared=shared, segment=segment):
         try:
             if isinstance(job, Np6SyncError):
                 raise job

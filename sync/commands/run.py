@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from sync.commands.verify import comparison_text
 from sync.config import Job, load_settings
 from sync.console.progress import make_progress
 from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
+from sync.fanout import Reader
 from sync.np6.client import NP6Client
 from sync.report.markdown import write_summary
 from sync.report.model import JobReport, RunReport
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     report = RunReport()
     loaded: dict[str, Job] = {}
     with StopOnSignals() as stop:
-        for path, job in zip(args.jobs, load_jobs(args.jobs), strict=True):
+        entries = load_jobs(args.jobs, segment=args.segment)
+        for index, (path, job, read) in enumerate(entries):
             if stop.is_set():
                 break
             if isinstance(job, Np6SyncError):
@@ -60,13 +62,27 @@ def run(args: argparse.Namespace) -> int:
                 concurrency=settings.concurrency,
                 stop=stop,
                 progress=make_progress(sys.stderr, args.log_format, quiet=args.quiet),
+                read=read,
             )
+            _segment_done(read, job_report, entries[index + 1 : index + 2])
             if args.verify and job_report.exit_code == 0:
                 _verify_after_run(job, job_report, connect)
             report.jobs.append(job_report)
             if not options.dry_run:
                 _record_history(job, job_report, started_at, args)
     return _write_reports(report, args, loaded)
+
+
+def _segment_done(
+    read: Reader, report: JobReport, following: Sequence[tuple[str, object, Reader]]
+) -> None:
+    """A fan-out's segment: its count of unmapped rows; after the last, the source goes."""
+    from sync.fanout import SharedSource
+
+    if isinstance(read, SharedSource):
+        report.rows_unmapped = read.unmapped
+        if not any(other is read for _, _, other in following):
+            read.release()
 
 
 def plan(args: argparse.Namespace) -> int:

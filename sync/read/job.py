@@ -17,13 +17,15 @@ def source_columns(job: Job) -> list[str]:
     return names
 
 
-def read_job_source(job: Job) -> SourceTable:
-    """The key columns (and the condition's) of the job's source, a local file or a URL."""
+def read_job_source(job: Job, columns: list[str] | None = None) -> SourceTable:
+    """The key columns (and the condition's, or ``columns``) of the job's source, a local
+    file or a URL."""
+    columns = source_columns(job) if columns is None else columns
     if job.source_url is None:
-        return read_source(source_spec(job), source_columns(job))
+        return read_source(source_spec(job), columns)
     from sync.read.remote import read_remote_source  # fsspec: only for remote sources
 
-    return read_remote_source(job.source_url, source_spec(job), source_columns(job))
+    return read_remote_source(job.source_url, source_spec(job), columns)
 
 
 def collect_job_keys(job: Job, source: SourceTable) -> KeySet:

@@ -27,6 +27,7 @@ class JobReport:
     rows_read: int = 0
     rows_rejected: int = 0
     rows_filtered: int = 0  # left out by source.where (the file's rows: rows_read)
+    rows_unmapped: int = 0  # a fan-out by column: rows whose value maps to no segment
     duplicate_keys: int = 0
     keys: int = 0
     added: int = 0

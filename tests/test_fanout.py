@@ -1,0 +1,217 @@
+"""One export fanned out into several segments, through the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+import sync.read.job
+from conftest import API_KEY, settings_file, write_csv
+from sync.emulator import Emulator
+
+GOLD, SILVER, BRONZE, FRA_OPTIN, BEL, OPTIN = 201, 202, 203, 204, 205, 206
+HEADER = ("email", "tier", "country", "optin")
+TIERS = ["gold", "silver", "bronze", "", "platinum"]  # the last two map to no segment
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(API_KEY, segments=[GOLD, SILVER, BRONZE, FRA_OPTIN, BEL, OPTIN]) as server:
+        yield server
+
+
+def _rows(count: int) -> list[list[str]]:
+    return [
+        [f"user{n}@example.com", TIERS[n % 5], ["FRA", "BEL", "DEU"][n % 3], "YN"[n % 7 == 0]]
+        for n in range(count)
+    ]
+
+
+def _share(rows: list[list[str]], keep) -> set[str]:
+    return {row[0] for row in rows if keep(row)}
+
+
+def _job(folder: Path, name: str, **body: object) -> Path:
+    job = {
+        "name": name,
+        "source": {"path": "crm.csv"},
+        "targets": {"columns": ["email"]},
+        "sync": {"max_removed_ratio": 1.0},
+        **body,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
+
+
+BY_COLUMN = {
+    "segment_by": {"column": "tier", "segments": {"gold": GOLD, "silver": SILVER, "bronze": BRONZE}}
+}
+BY_CONDITION = {
+    "segments": [
+        {"name": "fra-optin", "segment_id": FRA_OPTIN, "where": "country = 'FRA' AND optin = 'Y'"},
+        {"name": "bel", "segment_id": BEL, "where": "country = 'BEL'"},
+        {"name": "optin", "segment_id": OPTIN, "where": "optin = 'Y'"},  # overlaps the first
+    ]
+}
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The columns of every read of a source file."""
+    seen: list[list[str]] = []
+    real = sync.read.job.read_source
+
+    def counted(spec, columns):
+        seen.append(list(columns))
+        return real(spec, columns)
+
+    monkeypatch.setattr(sync.read.job, "read_source", counted)
+    return seen
+
+
+def _expected(rows: list[list[str]]) -> dict[int, set[str]]:
+    return {
+        GOLD: _share(rows, lambda r: r[1] == "gold"),
+        SILVER: _share(rows, lambda r: r[1] == "silver"),
+        BRONZE: _share(rows, lambda r: r[1] == "bronze"),
+        FRA_OPTIN: _share(rows, lambda r: r[2] == "FRA" and r[3] == "Y"),
+        BEL: _share(rows, lambda r: r[2] == "BEL"),
+        OPTIN: _share(rows, lambda r: r[3] == "Y"),
+    }
+
+
+def test_one_export_fans_out_read_once(cli, emulator, reads, tmp_path: Path) -> None:
+    rows = _rows(50_000)
+    write_csv(tmp_path / "crm.csv", rows, header=HEADER)
+    by_column = _job(tmp_path, "tiers", **BY_COLUMN)
+    by_condition = _job(tmp_path, "markets", **BY_CONDITION)
+
+    config = settings_file(tmp_path, concurrency=4)
+    result = cli(
+        "run", by_column, by_condition, "--config", config, "--report-json", tmp_path / "r.json"
+    )
+    assert result.code == 0, result.err
+    assert len(reads) == 2  # once per job file, not once per segment
+    assert reads[0] == ["email", "tier"]
+    assert reads[1] == ["email", "country", "optin"]
+    expected = _expected(rows)
+    for segment, members in expected.items():
+        assert emulator.members(segment) == members, segment
+    report = json.loads((tmp_path / "r.json").read_text())
+    lines = {job["name"]: job for job in report["jobs"]}
+    assert list(lines) == [
+        "tiers.gold",
+        "tiers.silver",
+        "tiers.bronze",
+        "fra-optin",
+        "bel",
+        "optin",
+    ]
+    assert lines["tiers.gold"]["rows_unmapped"] == 20_000
+    assert lines["tiers.gold"]["rows_filtered"] == 40_000
+    assert lines["bel"]["keys"] == len(expected[BEL])
+    assert (tmp_path / "state" / "tiers.gold.parquet").is_file()
+
+    # A few rows change: only those targets are sent, only to their segments.
+    rows[3][1] = "gold"  # was "" (unmapped)
+    rows[4][1] = "silver"  # was "platinum" (unmapped)
+    rows.append(["new@example.com", "bronze", "DEU", "N"])
+    write_csv(tmp_path / "crm.csv", rows, header=HEADER)
+    emulator.reset_calls()
+    reads.clear()
+    result = cli("run", by_column, by_condition, "--config", config)
+    assert result.code == 0, result.err
+    assert len(reads) == 2
+    sent = {(c.segment_id, t) for c in emulator.calls if c.method == "PUT" for t in c.targets or ()}
+    assert sent == {
+        (GOLD, "user3@example.com"),
+        (SILVER, "user4@example.com"),
+        (BRONZE, "new@example.com"),
+    }
+    assert {c.method for c in emulator.calls} == {"PUT"}
+    for segment, members in _expected(rows).items():
+        assert emulator.members(segment) == members, segment
+
+
+def test_plan_and_summary_show_one_line_per_segment(cli, emulator, tmp_path: Path) -> None:
+    rows = _rows(100)
+    write_csv(tmp_path / "crm.csv", rows, header=HEADER)
+    job = _job(tmp_path, "tiers", **BY_COLUMN)
+    result = cli("plan", job, "--summary-md", tmp_path / "s.md")
+    assert result.code == 0, result.err
+    summary = (tmp_path / "s.md").read_text()
+    for name in ("tiers.gold", "tiers.silver", "tiers.bronze"):
+        assert name in result.out
+        assert name in summary
+    assert emulator.calls == []
+
+
+def test_state_and_validate_take_a_segment_by_name(cli, emulator, tmp_path: Path) -> None:
+    write_csv(tmp_path / "crm.csv", _rows(100), header=HEADER)
+    job = _job(tmp_path, "markets", **BY_CONDITION)
+    assert cli("run", job).code == 0
+    shown = cli("state", "show", job, "--segment", "bel")
+    assert shown.code == 0, shown.err
+    assert shown.out.startswith("bel: ") and "fra-optin" not in shown.out
+    checked = cli("validate", job, "--segment", "fra-optin")
+    assert checked.code == 0, checked.err
+    assert "job fra-optin -> segment 204" in checked.out and "job bel" not in checked.out
+    missing = cli("state", "show", job, "--segment", "nosuch")
+    assert missing.code == 2
+    assert "no job or segment is named 'nosuch'" in missing.err
+
+
+def test_unmapped_values_refused_when_the_job_says(cli, emulator, tmp_path: Path) -> None:
+    write_csv(tmp_path / "crm.csv", _rows(100), header=HEADER)
+    by = {**BY_COLUMN["segment_by"], "unmapped": "refuse"}
+    result = cli("run", _job(tmp_path, "tiers", segment_by=by))
+    assert result.code == 3
+    assert (
+        "40 row(s) hold a tier value that segment_by.segments does not map"
+        in result.out + result.err
+    )
+    assert emulator.calls == []
+
+
+def test_one_segment_failing_does_not_stop_the_others(cli, emulator, tmp_path: Path) -> None:
+    rows = _rows(100)
+    write_csv(tmp_path / "crm.csv", rows, header=HEADER)
+    body = {
+        "segments": [
+            *BY_CONDITION["segments"][:2],
+            {"name": "x", "segment_id": 999, "where": "optin = 'Y'"},
+        ]
+    }
+    result = cli("run", _job(tmp_path, "markets", **body), "--report-json", tmp_path / "r.json")
+    assert result.code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [j["status"] for j in report["jobs"]] == ["succeeded", "succeeded", "failed"]
+    assert emulator.members(BEL) == _expected(rows)[BEL]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (
+            {"segments": [{"name": "a", "segment_id": 1, "where": "country = = 'FRA'"}]},
+            "segments[0].where: does not parse",
+        ),
+        (
+            {"segments": [{"name": "a", "segment_id": 1}, {"name": "a", "segment_id": 2}]},
+            "its own name",
+        ),
+        ({**BY_COLUMN, **BY_CONDITION}, "either segments or segment_by"),
+        ({"segment_by": {"column": "tier", "segments": {"a b": 1}}}, "cannot name a segment"),
+    ],
+)
+def test_a_bad_fan_out_exits_2(cli, emulator, tmp_path: Path, body: dict, problem: str) -> None:
+    write_csv(tmp_path / "crm.csv", _rows(10), header=HEADER)
+    result = cli("run", _job(tmp_path, "bad", **body))
+    assert result.code == 2
+    assert problem in result.out + result.err
+    assert emulator.calls == []
