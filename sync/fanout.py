@@ -136,17 +136,15 @@ def is_fan_out(data: dict[str, Any]) -> bool:
 
 def load_job_file(path: str | Path) -> tuple[list[Job], Reader]:
     """The job file's jobs (one, or one per segment) and how they read the source."""
-    from sync.config import load_job
-
     path = Path(path)
-    data = _read_yaml(path)
-    if not is_fan_out(data):
-        return [load_job(path)], read_job_source
-    return fan_out(data, path.resolve().parent, str(path))
+    return jobs_from(_read_yaml(path), path.resolve().parent, str(path))
 
 
-def fan_out(data: dict[str, Any], base_dir: Path, where: str) -> tuple[list[Job], Reader]:
+def jobs_from(data: dict[str, Any], base_dir: Path, where: str) -> tuple[list[Job], Reader]:
+    """A job file's content as jobs; ConfigError (naming ``where``) lists its problems."""
     try:
+        if not is_fan_out(data):
+            return [Job.model_validate({**data, "base_dir": base_dir})], read_job_source
         fan = FanOutJob.model_validate({**data, "base_dir": base_dir})
         jobs = fan.jobs()
     except ValidationError as exc:
@@ -160,7 +158,7 @@ class SharedSource:
 
     def __init__(
         self,
-        fan: FanOutJob,
+        fan: FanOutJob | None,
         jobs: list[Job],
         read: Callable[[Job, list[str]], SourceTable] = read_job_source,
     ) -> None:
@@ -191,7 +189,7 @@ class SharedSource:
         self._table = None
 
     def _check_unmapped(self, source: SourceTable) -> None:
-        by = self.fan.segment_by
+        by = self.fan.segment_by if self.fan is not None else None
         if by is None:
             return
         values = source.table.column(by.column)

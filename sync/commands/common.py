@@ -35,16 +35,20 @@ def config_path(path: Path | None) -> Path | None:
     return DEFAULT_CONFIG if present else None
 
 
-def connector(settings: Settings, needed: bool) -> Callable[[], NP6Client]:
-    """Build NP6 clients on demand: a run with nothing to do opens no connection."""
+def connector(
+    settings: Settings, needed: bool, api_key: str | None = None
+) -> Callable[[], NP6Client]:
+    """Build NP6 clients on demand: a run with nothing to do opens no connection. The key
+    is ``api_key`` when given (the Python API), else the settings' environment variable."""
     from sync.console.logs import add_secret
     from sync.np6.client import client_factory
     from sync.np6.key import check_api_key
 
-    raw = os.environ.get(settings.api_key_env, "")
+    raw = os.environ.get(settings.api_key_env, "") if api_key is None else api_key
+    where = settings.api_key_env if api_key is None else "api_key"
     if needed and not raw.strip():
         raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
-    key = check_api_key(raw, settings.api_key_env) if raw.strip() else ""
+    key = check_api_key(raw, where) if raw.strip() else ""
     add_secret(key)
     return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     report = RunReport()
     loaded: dict[str, Job] = {}
     with StopOnSignals() as stop:
-        entries = load_jobs(args.jobs, segment=args.segment)
+        entries = load_jobs(args.jobs, segment=getattr(args, "segment", None))
         for index, (path, job, read) in enumerate(entries):
             if stop.is_set():
                 break

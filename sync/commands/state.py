@@ -22,7 +22,7 @@ from sync.verify import require_ids, segment_members
 
 
 def show(args: argparse.Namespace) -> int:
-    return each_job(args.jobs, _show, shared="warn", segment=args.segment)
+    return each_job(args.jobs, _show, shared="warn", segment=getattr(args, "segment", None))
 
 
 def _show(job: Job, path: str) -> int:
@@ -66,7 +66,7 @@ def import_(args: argparse.Namespace) -> int:
         print(f"{job.name}: {count:,} {what}")
         return 0
 
-    return each_job(args.jobs, one, segment=args.segment)
+    return each_job(args.jobs, one, segment=getattr(args, "segment", None))
 
 
 def import_state(job: Job, client: NP6Client | None, from_file: Path | None) -> int:

@@ -31,7 +31,9 @@ def validate(args: argparse.Namespace) -> int:
             print(f"  sample      {key}")
         return 0
 
-    return each_job(args.jobs, one, failed=_cannot_run, shared="warn", segment=args.segment)
+    return each_job(
+        args.jobs, one, failed=_cannot_run, shared="warn", segment=getattr(args, "segment", None)
+    )
 
 
 def _cannot_run(path: str, error: Np6SyncError) -> None:

@@ -41,7 +41,7 @@ def verify(args: argparse.Namespace) -> int:
             print(f"{job.name}: {'equal' if final.equal else 'DIFFERENT'}")
             return 0 if final.equal else EXIT_FAILED
 
-        return each_job(args.jobs, one, segment=args.segment)
+        return each_job(args.jobs, one, segment=getattr(args, "segment", None))
 
 
 def comparison_text(comparison: Comparison, listing: Path | None) -> str:
