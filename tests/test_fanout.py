@@ -133,7 +133,7 @@ def test_one_export_fans_out_read_once(cli, emulator, reads, tmp_path: Path) -> 
         (SILVER, "user4@example.com"),
         (BRONZE, "new@example.com"),
     }
-    assert {c.method for c in emulator.calls} == {"PUT"}
+    assert {c.method for c in emulator.calls} <= {"GET", "PUT"}  # GET: the preflight
     for segment, members in _expected(rows).items():
         assert emulator.members(segment) == members, segment
 
@@ -188,7 +188,7 @@ def test_one_segment_failing_does_not_stop_the_others(cli, emulator, tmp_path: P
         ]
     }
     result = cli("run", _job(tmp_path, "markets", **body), "--report-json", tmp_path / "r.json")
-    assert result.code == 1
+    assert result.code == 2  # NP6 does not know segment 999
     report = json.loads((tmp_path / "r.json").read_text())
     assert [j["status"] for j in report["jobs"]] == ["succeeded", "succeeded", "failed"]
     assert emulator.members(BEL) == _expected(rows)[BEL]
