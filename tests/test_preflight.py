@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from loopback import Answer, Loopback, Request
 
 from conftest import (
     API_KEY,
@@ -292,6 +293,51 @@ def test_check_against_a_bad_setup(  # type: ignore[no-untyped-def]
     if setup == "wrong-column":
         listing = (tmp_path / "state" / "list.unmatched.csv").read_text().split()
         assert listing[0] == '"key"' and len(listing) == 6
+
+
+def _account_without_look_ups(lookup: Answer):  # type: ignore[no-untyped-def]
+    """An NP6 whose look-up call answers ``lookup``; the segment calls answer as NP6's."""
+    members: set[str] = set()
+
+    def respond(request: Request) -> Answer:
+        if request.path.startswith("/targets?unicity="):
+            return lookup
+        if request.method == "GET":
+            described = {"id": SEGMENT, "type": "static", "targetsCount": len(members)}
+            return Answer(200, json.dumps(described).encode())
+        if request.method == "DELETE":
+            members.clear()
+            return Answer(204)
+        values = set(json.loads(request.body)) - members
+        members.update(values)
+        return Answer(200, str(len(values)).encode())
+
+    return Loopback(respond)
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        pytest.param(Answer(404, b"Not Found"), id="404"),
+        pytest.param(Answer(405), id="405"),
+        pytest.param(Answer(200, b'{"targets": 1}'), id="another-shape"),
+    ],
+)
+def test_a_reload_goes_ahead_unchecked_when_the_account_cannot_look_up(  # type: ignore[no-untyped-def]
+    cli_main, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lookup: Answer
+) -> None:
+    write_csv(tmp_path / "list.csv", emails(0, 120))
+    job, config = make_job(tmp_path), settings_file(tmp_path)
+    monkeypatch.setenv("NP6_API_KEY", API_KEY)
+    monkeypatch.chdir(tmp_path)
+    with _account_without_look_ups(lookup) as np6:
+        monkeypatch.setenv("NP6_BASE_URL", np6.url)
+        code, out = cli_main("run", job, "--full-refresh", "--config", config)
+    assert code == 0, out
+    assert "cannot check the keys before the clear: the look-up of contacts is not" in out
+    looked_up = [r for r in np6.requests if r.path.startswith("/targets?unicity=")]
+    assert len(looked_up) == 1  # the first answer says it: no more look-ups
+    assert [r.method for r in np6.requests if r.method != "GET"] == ["DELETE"] + ["PUT"] * 3
 
 
 def test_sample_keys_are_evenly_spaced_and_the_same_each_time() -> None:
