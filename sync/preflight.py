@@ -127,6 +127,7 @@ class AcceptanceWatch:
         self.sent = 0
         self.accepted = 0
         self.judged = self.goal <= 0
+        self.stopped = False
 
     def __call__(self, chunk: list[str], accepted: int) -> Np6SyncError | None:
         if self.judged or chunk[0] in self.resent:
@@ -138,6 +139,7 @@ class AcceptanceWatch:
         self.judged = True
         if self.accepted >= self.min_ratio * self.sent:
             return None
+        self.stopped = True
         return NotTakenError(
             f"NP6 added {self.accepted:,} of the first {self.sent:,} targets sent "
             f"({self.accepted / self.sent:.0%}), fewer than sync.min_accepted_ratio "
@@ -162,7 +164,8 @@ class Preflight:
 
     def after_push(self, sent: int, accepted: int) -> None:
         """Keys that should all have been new and were not added match no contact."""
-        if self.watch is not None and accepted < sent and not self.watch.resent:
+        watch = self.watch
+        if watch is not None and accepted < sent and not watch.resent and not watch.stopped:
             self.notice(
                 f"{sent - accepted:,} of the {sent:,} keys sent match no contact in NP6 (none "
                 "was in the segment): the state records them as sent, so they are not sent "

@@ -50,6 +50,7 @@ def check_job(job: Job, client: NP6Client, sample_size: int) -> int:
         print(f"{name}: segment {job.segment_id}{label}: {kind}, {size} targets (NP6's estimate)")
     print(f"{name}: {_state_text(job)}")
     keys = load_keys(job).keys
+    print(f"{name}: the source has {len(keys):,} keys")
     if job.targets.identify_by != "unicity":
         print(f"{name}: keys are target ids: no look-up by unicity value applies")
         return EXIT_OK
