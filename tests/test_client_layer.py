@@ -9,6 +9,7 @@ client's layer is the guard there, so it is tested on its own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,7 @@ import requests.adapters
 from conftest import API_KEY
 from sync.config import RetryConfig, Settings
 from sync.errors import ApiError, FatalApiError, RetriableApiError
-from sync.np6.client import NP6Client, make_session, retry_policy
+from sync.np6.client import NP6Client, RateLimiter, classify, make_session, retry_policy
 
 
 class Scripted(requests.adapters.BaseAdapter):
@@ -40,7 +41,10 @@ class Scripted(requests.adapters.BaseAdapter):
 
 
 def scripted_client(
-    answers: list[tuple[int, dict[str, str], bytes]], sleeps: list[float], **retry: float
+    answers: list[tuple[int, dict[str, str], bytes]],
+    sleeps: list[float],
+    limiter: RateLimiter | None = None,
+    **retry: float,
 ) -> NP6Client:
     settings = Settings(base_url="https://np6.invalid", retry=RetryConfig(**retry))
     session = make_session(settings, API_KEY)
@@ -50,6 +54,7 @@ def scripted_client(
         settings,
         API_KEY,
         policy=lambda: retry_policy(settings.retry, 1e18, sleep=sleeps.append),
+        limiter=limiter,
     )
 
 
@@ -103,3 +108,113 @@ def test_the_client_keeps_an_error_body_without_the_key_as_it_is() -> None:
     with pytest.raises(FatalApiError) as raised:
         client.add_targets(7, ["a@x.fr"])
     assert raised.value.detail == "NP6 refused the request body; unknown field 'foo'"
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "hint"),
+    [
+        pytest.param(400, FatalApiError, "NP6 refused the request body", id="400"),
+        pytest.param(401, FatalApiError, "NP6 refused the API key; check the key in the "
+                     "environment variable", id="401"),
+        pytest.param(403, FatalApiError, "the API key may not change this segment", id="403"),
+        pytest.param(404, FatalApiError, "NP6 does not know this segment (or endpoint)", id="404"),
+        pytest.param(409, FatalApiError, "conflict: the segment may be dynamic, or busy", id="409"),
+        pytest.param(429, RetriableApiError, "rate limited", id="429"),
+        pytest.param(503, RetriableApiError, "NP6 is unavailable (maintenance?)", id="503"),
+        pytest.param(418, FatalApiError, "", id="no-hint"),
+    ],
+)  # fmt: skip
+def test_each_answer_names_its_hint_and_request_id(
+    status: int, error: type[ApiError], hint: str
+) -> None:
+    answers = [(status, {"x-request-id": "req-42"}, b"")]
+    client = scripted_client(answers, [], max_attempts=1)
+    with pytest.raises(error) as raised:
+        client.add_targets(7, ["a@x.fr"])
+    assert raised.value.detail == hint
+    assert raised.value.request_id == "req-42"
+    assert list(client.stats.request_ids) == ["req-42"]
+    suffix = f" ({hint})" if hint else ""
+    assert (
+        str(raised.value) == f"PUT /segments/7/targets: HTTP {status}{suffix} (x-request-id req-42)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [(199, "fatal"), (200, "ok"), (299, "ok"), (300, "fatal"), (428, "fatal"), (429, "retry"),
+     (430, "fatal"), (499, "fatal"), (500, "retry"), (599, "retry")],
+    ids=str,
+)  # fmt: skip
+def test_the_edges_of_each_answer_class(status: int, verdict: str) -> None:
+    assert classify(status) == verdict
+
+
+class _Paused(Exception):
+    pass
+
+
+def pause_after(headers: dict[str, str]) -> float | None:
+    """How long the rate limiter holds the next request after an answer with ``headers``
+    (None: not held)."""
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        raise _Paused
+
+    limiter = RateLimiter(1000, sleep=sleep)
+    client = scripted_client([(200, headers, b"1")], [], limiter=limiter, max_retry_after=60.0)
+    assert client.add_targets(7, ["a@x.fr"]) == 1
+    try:
+        limiter.acquire()
+    except _Paused:
+        return waits[0]
+    return None
+
+
+@pytest.mark.parametrize(
+    ("headers", "low", "high"),
+    [
+        pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}, 20, 30,
+                     id="seconds"),
+        pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "600"}, 50, 60,
+                     id="capped-at-max_retry_after"),
+        pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "epoch+30"}, 20, 31,
+                     id="epoch-second"),
+    ],
+)  # fmt: skip
+def test_a_spent_quota_holds_the_next_request_until_the_reset(
+    headers: dict[str, str], low: float, high: float
+) -> None:
+    reset = headers["X-RateLimit-Reset"]
+    if reset.startswith("epoch+"):
+        headers = {**headers, "X-RateLimit-Reset": str(int(time.time()) + int(reset[6:]))}
+    waited = pause_after(headers)
+    assert waited is not None and low < waited <= high
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "30"}, id="remaining"),
+        pytest.param({"X-RateLimit-Remaining": "0"}, id="no-reset"),
+        pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"}, id="reset-now"),
+        pytest.param({}, id="no-quota-headers"),
+    ],
+)
+def test_a_quota_not_spent_holds_nothing(headers: dict[str, str]) -> None:
+    assert pause_after(headers) is None
+
+
+def test_the_session_never_retries_on_its_own() -> None:
+    settings = Settings(concurrency=7)
+    session = make_session(settings, API_KEY)
+    for prefix in ("https://", "http://"):
+        adapter = session.get_adapter(prefix + "np6.invalid")
+        assert isinstance(adapter, requests.adapters.HTTPAdapter)
+        # Retries are the policy's (counted, capped, journaled); urllib3's would be silent.
+        assert adapter.max_retries.total == 0
+        assert adapter._pool_maxsize == 7
+    assert session.headers["X-Key"] == API_KEY
+    assert session.headers["Accept"] == "application/json"
