@@ -1,4 +1,6 @@
-"""What the NP6 client itself guarantees, with no logging configured.
+"""What the NP6 client itself guarantees, with no logging configured: redaction, the
+answer classes and hints, Retry-After and quota pauses, removals, the stats, the rate
+limiter and the adaptive concurrency, each at its edge.
 
 Two layers keep the API key out of the output: the client redacts NP6's error bodies
 before they go into an ``ApiError`` (pinned here), and the log formatter redacts every
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from email.utils import formatdate
 
 import pytest
 import requests
@@ -19,7 +22,16 @@ import requests.adapters
 from conftest import API_KEY
 from sync.config import RetryConfig, Settings
 from sync.errors import ApiError, FatalApiError, RetriableApiError
-from sync.np6.client import NP6Client, RateLimiter, classify, make_session, retry_policy
+from sync.np6.client import (
+    AdaptiveConcurrency,
+    ClientStats,
+    NP6Client,
+    RateLimiter,
+    classify,
+    make_session,
+    parse_retry_after,
+    retry_policy,
+)
 
 
 class Scripted(requests.adapters.BaseAdapter):
@@ -28,8 +40,10 @@ class Scripted(requests.adapters.BaseAdapter):
     def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
         super().__init__()
         self.answers: Iterator[tuple[int, dict[str, str], bytes]] = iter(answers)
+        self.urls: list[str] = []
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        self.urls.append(request.url)
         status, headers, body = next(self.answers)
         answer = requests.Response()
         answer.status_code, answer._content, answer.request = status, body, request
@@ -218,3 +232,180 @@ def test_the_session_never_retries_on_its_own() -> None:
         assert adapter._pool_maxsize == 7
     assert session.headers["X-Key"] == API_KEY
     assert session.headers["Accept"] == "application/json"
+
+
+def client(answers, key: str = API_KEY, **retry: float) -> tuple[NP6Client, Scripted]:  # type: ignore[no-untyped-def]
+    settings = Settings(base_url="http://np6.invalid", retry=RetryConfig(**retry))
+    session = make_session(settings, key)
+    transport = Scripted(answers)
+    session.mount("http://", transport)
+    stats = ClientStats()
+    np6 = NP6Client(
+        session,
+        settings,
+        key,
+        policy=lambda: retry_policy(settings.retry, 1e18, stats=stats, sleep=lambda s: None),
+        stats=stats,
+    )
+    return np6, transport
+
+
+@pytest.mark.parametrize(
+    ("status", "removed"),
+    [pytest.param(204, True, id="removed"), pytest.param(404, False, id="not-in-segment")],
+)
+def test_a_removal_says_whether_the_target_was_in_the_segment(status: int, removed: bool) -> None:
+    np6, transport = client([(status, {}, b"")])
+    assert np6.remove_target(7, "a/b c?") is removed
+    # A target id is one path segment, whatever it holds.
+    assert transport.urls == ["http://np6.invalid/targets/a%2Fb%20c%3F/segments/7"]
+
+
+def test_a_removal_fails_on_other_errors() -> None:
+    np6, _ = client([(403, {}, b"")], max_attempts=1)
+    with pytest.raises(FatalApiError):
+        np6.remove_target(7, "00000001")
+
+
+def test_an_error_body_is_one_line_of_at_most_200_characters() -> None:
+    body = "first line\nsecond line\n" + "x" * 400
+    np6, _ = client([(400, {}, body.encode())])
+    with pytest.raises(FatalApiError) as raised:
+        np6.add_targets(7, ["a"])
+    detail = raised.value.detail.removeprefix("NP6 refused the request body; ")
+    assert detail == ("first line second line " + "x" * 400)[:200]
+
+
+def test_without_a_key_nothing_is_redacted() -> None:
+    np6, _ = client([(400, {}, b"plain body")], key="")
+    with pytest.raises(FatalApiError) as raised:
+        np6.add_targets(7, ["a"])
+    assert raised.value.detail == "NP6 refused the request body; plain body"
+
+
+def test_an_http_date_is_read_against_the_real_clock() -> None:
+    in_a_minute = formatdate(time.time() + 60, usegmt=True)
+    waited = parse_retry_after(in_a_minute, cap=300.0)
+    assert waited is not None and 30 < waited <= 61
+
+
+def test_the_stats_add_every_wait_up() -> None:
+    answers = [
+        (429, {"Retry-After": "2"}, b""),
+        (429, {"Retry-After": "3"}, b""),
+        (503, {"Retry-After": "4"}, b""),
+        (200, {}, b"1"),
+    ]
+    np6, _ = client(answers, max_attempts=4)
+    assert np6.add_targets(7, ["a"]) == 1
+    assert np6.stats.retries == 3
+    assert np6.stats.retry_wait_s == 9.0
+    assert np6.stats.rate_limit_wait_s == 5.0  # only the 429s
+
+
+def test_the_rate_limiters_waits_are_counted_as_rate_limit_waits() -> None:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    np6, _ = client([(200, {}, b"1")] * 3)
+    np6.limiter = RateLimiter(1, clock=lambda: clock[0], sleep=sleep, margin=0.0)
+    for _ in range(3):
+        np6.add_targets(7, ["a"])
+    assert np6.stats.rate_limit_wait_s == pytest.approx(2.0)
+    assert np6.stats.retry_wait_s == 0.0
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def limiter(self, rate: float) -> RateLimiter:
+        return RateLimiter(rate, clock=lambda: self.now, sleep=self.sleep, margin=0.0)
+
+
+def test_a_start_exactly_one_window_old_no_longer_counts() -> None:
+    fake = FakeTime()
+    limiter = fake.limiter(1)
+    assert limiter.acquire() == 0.0
+    fake.now = 1.0
+    assert limiter.acquire() == 0.0 and fake.sleeps == []
+
+
+def test_the_limiter_waits_for_the_oldest_start_in_one_sleep() -> None:
+    fake = FakeTime()
+    limiter = fake.limiter(2)
+    limiter.acquire()
+    fake.now = 0.5
+    limiter.acquire()
+    fake.now = 0.6
+    assert limiter.acquire() == pytest.approx(0.4)
+    assert fake.sleeps == [pytest.approx(0.4)]
+
+
+@pytest.mark.parametrize(
+    ("used_at", "pause", "waited"),
+    [
+        pytest.param(None, 0.5, 0.5, id="short-pause-free-slot"),
+        pytest.param(0.0, 1.5, 1.5, id="pause-longer-than-the-window"),
+    ],
+)
+def test_a_pause_holds_even_a_free_slot(used_at: float | None, pause: float, waited: float) -> None:
+    fake = FakeTime()
+    limiter = fake.limiter(1)
+    if used_at is not None:
+        limiter.acquire()
+        fake.now = 0.8
+    limiter.pause_until(fake.now + pause)
+    assert limiter.acquire() == pytest.approx(waited)
+    assert fake.sleeps == [pytest.approx(waited)]
+
+
+@pytest.mark.parametrize(
+    ("maximum", "throttles", "limit"),
+    [(1, 1, 1), (2, 1, 1), (3, 1, 1), (5, 1, 2), (8, 3, 1)],
+    ids=str,
+)
+def test_a_throttle_halves_down_to_one(maximum: int, throttles: int, limit: int) -> None:
+    gate = AdaptiveConcurrency(maximum)
+    for _ in range(throttles):
+        gate.throttled()
+    assert gate.limit == limit and type(gate.limit) is int
+    assert gate.lowest == limit
+
+
+def test_growth_after_a_throttle_counts_successes_from_zero() -> None:
+    gate = AdaptiveConcurrency(8)
+    gate.succeeded()
+    gate.throttled()
+    assert gate.limit == 4
+    for _ in range(3):
+        gate.succeeded()
+    assert gate.limit == 4
+    gate.succeeded()
+    assert gate.limit == 5
+
+
+def test_a_zero_wait_just_before_the_deadline_is_still_retried() -> None:
+    clock = [9.5]
+    sleeps: list[float] = []
+    errors = [RetriableApiError("PUT /x", 429, retry_after=0.0)]
+
+    def call() -> str:
+        if errors:
+            raise errors.pop()
+        return "done"
+
+    policy = retry_policy(
+        RetryConfig(max_attempts=5), deadline=10.0, sleep=sleeps.append, clock=lambda: clock[0]
+    )
+    for attempt in policy:
+        with attempt:
+            result = call()
+    assert result == "done" and sleeps == [0.0]
