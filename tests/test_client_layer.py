@@ -28,6 +28,7 @@ from sync.np6.client import (
     NP6Client,
     RateLimiter,
     classify,
+    client_factory,
     make_session,
     parse_retry_after,
     retry_policy,
@@ -350,21 +351,30 @@ def test_the_limiter_waits_for_the_oldest_start_in_one_sleep() -> None:
 
 
 @pytest.mark.parametrize(
-    ("used_at", "pause", "waited"),
+    ("used", "now", "pause", "sleeps"),
     [
-        pytest.param(None, 0.5, 0.5, id="short-pause-free-slot"),
-        pytest.param(0.0, 1.5, 1.5, id="pause-longer-than-the-window"),
+        pytest.param(False, 0.0, 0.5, [0.5], id="short-pause-free-slot"),
+        pytest.param(True, 0.8, 1.5, [1.5], id="pause-past-the-window"),
+        pytest.param(True, 0.2, 0.3, [0.3, 0.5], id="pause-then-the-window"),
     ],
 )
-def test_a_pause_holds_even_a_free_slot(used_at: float | None, pause: float, waited: float) -> None:
+def test_a_pause_holds_even_a_free_slot(
+    used: bool, now: float, pause: float, sleeps: list[float]
+) -> None:
     fake = FakeTime()
     limiter = fake.limiter(1)
-    if used_at is not None:
+    if used:
         limiter.acquire()
-        fake.now = 0.8
-    limiter.pause_until(fake.now + pause)
-    assert limiter.acquire() == pytest.approx(waited)
-    assert fake.sleeps == [pytest.approx(waited)]
+    fake.now = now
+    limiter.pause_until(now + pause)
+    assert limiter.acquire() == pytest.approx(sum(sleeps))
+    assert fake.sleeps == [pytest.approx(s) for s in sleeps]
+
+
+@pytest.mark.parametrize(("rate", "window"), [(2, 1.1), (1, 1.1), (0.5, 2.1)], ids=str)
+def test_the_window_is_a_little_longer_than_a_second_of_quota(rate: float, window: float) -> None:
+    # The margin keeps the requests spread over a full second where NP6 sees them arrive.
+    assert RateLimiter(rate).window == pytest.approx(window)
 
 
 @pytest.mark.parametrize(
@@ -409,3 +419,29 @@ def test_a_zero_wait_just_before_the_deadline_is_still_retried() -> None:
         with attempt:
             result = call()
     assert result == "done" and sleeps == [0.0]
+
+
+def test_a_factorys_clients_share_the_rate_limit_and_the_gate_not_the_stats() -> None:
+    settings = Settings(base_url="http://np6.invalid", concurrency=3, max_requests_per_second=7)
+    connect = client_factory(settings, API_KEY)
+    first, second = connect(), connect()
+    assert first.limiter is second.limiter and first.limiter is not None
+    assert first.limiter.capacity == 7
+    assert first.gate is second.gate and first.gate.maximum == 3
+    assert first.stats is not second.stats
+
+
+def test_a_factorys_client_counts_its_retries_redacts_and_stops_at_the_deadline() -> None:
+    settings = Settings(base_url="http://np6.invalid", max_requests_per_second=1000)
+    # The deadline is already behind: the first retriable answer is the last.
+    np6 = client_factory(settings, API_KEY, deadline=time.monotonic() - 1)()
+    np6.session.mount("http://", Scripted([(503, {}, f"echo {API_KEY}".encode())]))
+    with pytest.raises(RetriableApiError) as raised:
+        np6.add_targets(7, ["a"])
+    assert API_KEY not in str(raised.value)
+    assert np6.stats.retries == 0
+
+    np6 = client_factory(settings, API_KEY)()
+    np6.session.mount("http://", Scripted([(503, {"Retry-After": "0"}, b""), (200, {}, b"1")]))
+    assert np6.add_targets(7, ["a"]) == 1
+    assert np6.stats.retries == 1 and np6.stats.calls["put"] == 1

@@ -33,9 +33,10 @@ def results() -> dict[str, str]:
 
 
 def equivalent() -> set[str]:
-    """The mutants ``equivalent.md`` names (in backticks at the start of a list item)."""
+    """The mutants ``equivalent.md`` names (in backticks, in its list items)."""
     text = EQUIVALENT.read_text(encoding="utf-8") if EQUIVALENT.exists() else ""
-    return set(re.findall(r"^- `([^`]+__mutmut_\d+)`", text, flags=re.M))
+    items = (line for line in text.splitlines() if line.startswith("- "))
+    return {name for line in items for name in re.findall(r"`([^`]+__mutmut_\d+)`", line)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'module':<24} {'killed':>6} {'alive':>6} {'equiv':>6} {'unrun':>6} {'score':>7}")
     for module, counts in sorted(by_module.items()):
         tested = counts["killed"] + counts["alive"]
-        score = 100.0 * counts["killed"] / tested if tested else float("nan")
-        low = low or (args.min is not None and tested > 0 and score < args.min)
+        score = 100.0 * counts["killed"] / tested if tested else None
+        low = low or (args.min is not None and score is not None and score < args.min)
+        shown = "-" if score is None else f"{score:.1f}%"
         print(
             f"{module:<24} {counts['killed']:>6} {counts['alive']:>6} "
-            f"{counts['equivalent']:>6} {counts['not checked']:>6} {score:>6.1f}%"
+            f"{counts['equivalent']:>6} {counts['not checked']:>6} {shown:>7}"
         )
     for line in survivors:
         print(f"  survived: {line}")
