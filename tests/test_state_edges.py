@@ -1,0 +1,183 @@
+"""The state and its journal at their edges: removals replayed, deferred removals kept,
+each record's fields, messages that name what they refuse, times in UTC."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sync.core.keys import KEY_TYPE
+from sync.core.plan import PENDING_SCHEMA
+from sync.errors import LockedError, StateError
+from sync.state.local import StateStore
+
+DEFINITION = {"identify_by": "id", "columns": ["id"], "separator": "", "transforms": {}}
+
+
+def store(tmp_path: Path, definition: dict | None = None) -> StateStore:
+    return StateStore(tmp_path / "job.parquet", 7, definition or DEFINITION)
+
+
+def keys(*values: str) -> pa.Array:
+    return pa.array(values, KEY_TYPE)
+
+
+def pending(**since: str) -> pa.Table:
+    return pa.Table.from_pylist([{"key": k, "since": d} for k, d in since.items()], PENDING_SCHEMA)
+
+
+def test_removals_replay_from_the_journal_and_leave_the_pending_list(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(keys("a", "b", "c", "d"), pending(b="2026-03-01", c="2026-03-02"))
+    with s.open_journal("update") as journal:
+        journal.added(["e"])
+        journal.removed(["b"])
+        journal.removed(["a"])
+    holding = s.load()
+    assert holding.keys.to_pylist() == ["c", "d", "e"]
+    assert holding.pending.to_pylist() == [{"key": "c", "since": "2026-03-02"}]
+    assert holding.certain is True
+
+
+def test_a_journal_with_only_its_begin_record_changes_nothing(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(keys("a"), pending(a="2026-03-01"))
+    s.open_journal("append").close()
+    holding = s.load()
+    assert holding.keys.to_pylist() == ["a"] and holding.certain is True
+    assert holding.pending.to_pylist() == [{"key": "a", "since": "2026-03-01"}]
+
+
+def test_a_clear_left_unanswered_is_uncertain(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    with s.open_journal("reload") as journal:
+        journal.record({"event": "clearing"})
+    assert s.load().certain is False
+
+
+@pytest.mark.parametrize(
+    ("saved", "loaded"),
+    [
+        pytest.param(None, [], id="none"),
+        pytest.param(pending(), [], id="empty"),
+        pytest.param(pending(b="2026-03-01"), [{"key": "b", "since": "2026-03-01"}], id="one"),
+    ],
+)
+def test_the_pending_list_survives_a_save(tmp_path: Path, saved, loaded) -> None:  # type: ignore[no-untyped-def]
+    s = store(tmp_path)
+    s.save(keys("a", "b"), saved)
+    holding = s.load()
+    assert holding.pending.schema == PENDING_SCHEMA
+    assert holding.pending.to_pylist() == loaded
+
+
+def test_an_unknown_journal_event_is_named_with_its_line(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    with s.open_journal("append") as journal:
+        journal.record({"event": "bogus"})
+    with pytest.raises(StateError) as error:
+        s.load()
+    assert str(error.value).startswith(f"{s.journal_path}: line 2: unknown event 'bogus'; ")
+    assert "--full-refresh" in str(error.value)
+
+
+def test_the_begin_record_names_the_run(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.open_journal("update").close()
+    begin = json.loads(s.journal_path.read_bytes().splitlines()[0])
+    at = begin.pop("at")
+    assert begin == {
+        "event": "begin",
+        "version": 1,
+        "segment_id": 7,
+        "key_definition": DEFINITION,
+        "action": "update",
+    }
+    assert at.endswith("+00:00")
+    assert abs(datetime.fromisoformat(at).timestamp() - time.time()) < 3600
+
+
+def test_a_state_with_a_missing_column_is_unreadable(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(keys("a"))
+    table = pq.read_table(s.path)
+    pq.write_table(table.drop(["pending_since"]), s.path)
+    with pytest.raises(StateError) as error:
+        s.load()
+    assert str(error.value).startswith(f"{s.path}: unreadable state file (")
+
+
+def test_another_key_definition_is_named_in_the_refusal(tmp_path: Path) -> None:
+    store(tmp_path).save(keys("a"))
+    other = {**DEFINITION, "separator": "|"}
+    with pytest.raises(StateError) as error:
+        store(tmp_path, other).load()
+    assert str(error.value).startswith(
+        f"{tmp_path / 'job.parquet'}: the state was built with another key definition "
+        f"({DEFINITION}), the job now has {other}; "
+    )
+
+
+def test_info_reports_the_metadata(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(keys("a", "b", "c"))
+    info = s.info()
+    assert info is not None
+    assert (info.version, info.segment_id, info.key_definition, info.keys) == (1, 7, DEFINITION, 3)
+    assert info.updated_at.endswith("+00:00")
+
+
+def test_a_lock_whose_holder_cannot_be_read_is_still_reported(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.lock_path.write_bytes(b"not json")
+    fd = os.open(s.lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(LockedError) as error, s.lock("job"):
+            pass
+    finally:
+        os.close(fd)
+    assert str(error.value) == (
+        f"job job is running elsewhere: pid ? on host ?, started ? (lock {s.lock_path})"
+    )
+
+
+def test_the_lock_file_names_pid_host_start_and_job(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    with s.lock("newsletter"):
+        holder = json.loads(s.lock_path.read_bytes())
+    assert set(holder) == {"pid", "host", "started_at", "job"}
+    assert (holder["pid"], holder["job"]) == (os.getpid(), "newsletter")
+
+
+def test_a_set_aside_state_is_stamped_in_utc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A zone far from UTC, so that a local time would show.
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    try:
+        s = store(tmp_path)
+        s.save(keys("a"))
+        s.open_journal("append").close()
+        s.set_aside()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2 and not s.path.exists() and not s.journal_path.exists()
+    stamps = {
+        re.fullmatch(r"job\.parquet(\.journal)?\.set-aside-(\d{8}T\d{6}Z)", n)[2] for n in names
+    }  # type: ignore[index]
+    (stamp,) = stamps
+    taken = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert abs(taken.timestamp() - time.time()) < 3600
