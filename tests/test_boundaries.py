@@ -4,8 +4,9 @@ Equality falls on the side the README documents: ``max_removed_ratio`` and
 ``max_rejected_ratio`` refuse *more than* their share, ``min_rows`` refuses *fewer*
 rows, deferred removals apply once they *pass* ``defer_removals_ratio`` or the oldest
 *has waited* ``defer_removals_days``, per-target removal *wins ties*, a chunk holds
-*1..50* targets, a ``Retry-After`` is honoured *up to* ``max_retry_after``, and *no wait
-ends past* the retry deadline.
+*1..50* targets, a ``Retry-After`` is honoured *up to* ``max_retry_after``, *no wait
+ends past* the retry deadline, and keys are refused when *fewer than*
+``min_accepted_ratio`` match a contact.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from sync.core.plan import (
     make_plan,
 )
 from sync.emulator import Emulator
-from sync.errors import ConfigError, RetriableApiError
+from sync.errors import ConfigError, NotTakenError, RetriableApiError
 from sync.np6.client import parse_retry_after, retry_policy
+from sync.preflight import WATCHED_KEYS, AcceptanceWatch, Sample
 from sync.push import push
 from sync.state.local import StateStore
 
@@ -383,3 +385,54 @@ NOW = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC
 )
 def test_max_retry_after(value: str, seconds: float) -> None:
     assert parse_retry_after(value, cap=300.0, now=NOW) == seconds
+
+
+# --- min_accepted_ratio: "when fewer than min_accepted_ratio match a contact" ----------
+
+
+@pytest.mark.parametrize(
+    ("ratio", "matched", "under"),
+    [
+        pytest.param(0.5, 9, True, id="0.5-under"),
+        pytest.param(0.5, 10, False, id="0.5-at"),
+        pytest.param(0.5, 11, False, id="0.5-over"),
+        pytest.param(0.0, 0, False, id="0-never"),
+        pytest.param(1.0, 19, True, id="1-one-short"),
+        pytest.param(1.0, 20, False, id="1-all"),
+    ],
+)
+def test_min_accepted_ratio_of_the_look_up_sample(ratio: float, matched: int, under: bool):
+    assert Sample(looked=20, matched=matched).under(ratio) is under
+
+
+@pytest.mark.parametrize(
+    ("accepted", "stops"),
+    [
+        pytest.param(49, True, id="under"),
+        pytest.param(50, False, id="at"),
+        pytest.param(51, False, id="over"),
+    ],
+)
+def test_min_accepted_ratio_while_adding(accepted: int, stops: bool) -> None:
+    watch = AcceptanceWatch(0.5, planned=100, resent=frozenset())
+    verdict = watch([f"k{n}" for n in range(100)], accepted)
+    assert isinstance(verdict, NotTakenError) is stops
+    if stops:
+        assert str(verdict).startswith(
+            "NP6 added 49 of the first 100 targets sent (49%), fewer than "
+            "sync.min_accepted_ratio (50%)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("chunks", "judged"),
+    [
+        pytest.param(WATCHED_KEYS // 50 - 1, False, id="just-under-the-first-keys"),
+        pytest.param(WATCHED_KEYS // 50, True, id="at-the-first-keys"),
+    ],
+)
+def test_the_watch_judges_once_the_first_keys_are_acknowledged(chunks: int, judged: bool):
+    watch = AcceptanceWatch(0.5, planned=10 * WATCHED_KEYS, resent=frozenset())
+    verdicts = [watch([f"k{c}-{n}" for n in range(50)], 0) for c in range(chunks)]
+    assert isinstance(verdicts[-1], NotTakenError) is judged
+    assert all(v is None for v in verdicts[:-1])

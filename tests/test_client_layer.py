@@ -133,7 +133,10 @@ def test_the_client_keeps_an_error_body_without_the_key_as_it_is() -> None:
                      "environment variable", id="401"),
         pytest.param(403, FatalApiError, "the API key may not change this segment", id="403"),
         pytest.param(404, FatalApiError, "NP6 does not know this segment (or endpoint)", id="404"),
-        pytest.param(409, FatalApiError, "conflict: the segment may be dynamic, or busy", id="409"),
+        pytest.param(409, FatalApiError, "conflict: the segment is dynamic, or the target is "
+                     "already a member", id="409"),
+        pytest.param(415, FatalApiError, "NP6 refused the media type (unicity values may need "
+                     "unicity_media_type)", id="415"),
         pytest.param(429, RetriableApiError, "rate limited", id="429"),
         pytest.param(503, RetriableApiError, "NP6 is unavailable (maintenance?)", id="503"),
         pytest.param(418, FatalApiError, "", id="no-hint"),
@@ -179,7 +182,7 @@ def pause_after(headers: dict[str, str]) -> float | None:
         raise _Paused
 
     limiter = RateLimiter(1000, sleep=sleep)
-    client = scripted_client([(200, headers, b"1")], [], limiter=limiter, max_retry_after=60.0)
+    client = scripted_client([(200, headers, b"1")], [], limiter=limiter, max_wait=60.0)
     assert client.add_targets(7, ["a@x.fr"]) == 1
     try:
         limiter.acquire()
@@ -194,7 +197,7 @@ def pause_after(headers: dict[str, str]) -> float | None:
         pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}, 20, 30,
                      id="seconds"),
         pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "600"}, 50, 60,
-                     id="capped-at-max_retry_after"),
+                     id="capped-at-max_wait"),
         pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "epoch+30"}, 20, 31,
                      id="epoch-second"),
     ],
@@ -236,10 +239,10 @@ def test_the_session_never_retries_on_its_own() -> None:
 
 
 def client(answers, key: str = API_KEY, **retry: float) -> tuple[NP6Client, Scripted]:  # type: ignore[no-untyped-def]
-    settings = Settings(base_url="http://np6.invalid", retry=RetryConfig(**retry))
+    settings = Settings(base_url="https://np6.invalid", retry=RetryConfig(**retry))
     session = make_session(settings, key)
     transport = Scripted(answers)
-    session.mount("http://", transport)
+    session.mount("https://", transport)
     stats = ClientStats()
     np6 = NP6Client(
         session,
@@ -259,7 +262,7 @@ def test_a_removal_says_whether_the_target_was_in_the_segment(status: int, remov
     np6, transport = client([(status, {}, b"")])
     assert np6.remove_target(7, "a/b c?") is removed
     # A target id is one path segment, whatever it holds.
-    assert transport.urls == ["http://np6.invalid/targets/a%2Fb%20c%3F/segments/7"]
+    assert transport.urls == ["https://np6.invalid/targets/a%2Fb%20c%3F/segments/7"]
 
 
 def test_a_removal_fails_on_other_errors() -> None:
@@ -422,7 +425,7 @@ def test_a_zero_wait_just_before_the_deadline_is_still_retried() -> None:
 
 
 def test_a_factorys_clients_share_the_rate_limit_and_the_gate_not_the_stats() -> None:
-    settings = Settings(base_url="http://np6.invalid", concurrency=3, max_requests_per_second=7)
+    settings = Settings(base_url="https://np6.invalid", concurrency=3, max_requests_per_second=7)
     connect = client_factory(settings, API_KEY)
     first, second = connect(), connect()
     assert first.limiter is second.limiter and first.limiter is not None
@@ -432,16 +435,16 @@ def test_a_factorys_clients_share_the_rate_limit_and_the_gate_not_the_stats() ->
 
 
 def test_a_factorys_client_counts_its_retries_redacts_and_stops_at_the_deadline() -> None:
-    settings = Settings(base_url="http://np6.invalid", max_requests_per_second=1000)
+    settings = Settings(base_url="https://np6.invalid", max_requests_per_second=1000)
     # The deadline is already behind: the first retriable answer is the last.
     np6 = client_factory(settings, API_KEY, deadline=time.monotonic() - 1)()
-    np6.session.mount("http://", Scripted([(503, {}, f"echo {API_KEY}".encode())]))
+    np6.session.mount("https://", Scripted([(503, {}, f"echo {API_KEY}".encode())]))
     with pytest.raises(RetriableApiError) as raised:
         np6.add_targets(7, ["a"])
     assert API_KEY not in str(raised.value)
     assert np6.stats.retries == 0
 
     np6 = client_factory(settings, API_KEY)()
-    np6.session.mount("http://", Scripted([(503, {"Retry-After": "0"}, b""), (200, {}, b"1")]))
+    np6.session.mount("https://", Scripted([(503, {"Retry-After": "0"}, b""), (200, {}, b"1")]))
     assert np6.add_targets(7, ["a"]) == 1
     assert np6.stats.retries == 1 and np6.stats.calls["put"] == 1

@@ -80,9 +80,9 @@ class Recording:
 
 
 def client_of(recorder: Recorder) -> NP6Client:
-    settings = Settings(base_url="http://np6.invalid", unicity_media_type=UNICITY)
+    settings = Settings(base_url="https://np6.invalid", unicity_media_type=UNICITY)
     session = make_session(settings, API_KEY)
-    session.mount("http://", recorder)
+    session.mount("https://", recorder)
     policy = RetryConfig(max_attempts=1)
     return NP6Client(session, settings, API_KEY, policy=lambda: retry_policy(policy, 1e18))
 
