@@ -33,7 +33,7 @@ def check(args: argparse.Namespace) -> int:
         finally:
             client.close()
 
-    return each_job(args.jobs, one)
+    return each_job(args.jobs, one, segment=getattr(args, "segment", None))
 
 
 def check_job(job: Job, client: NP6Client, sample_size: int) -> int:
