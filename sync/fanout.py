@@ -167,7 +167,6 @@ class SharedSource:
         self._read = read
         self._table: SourceTable | None = None
         self._error: Exception | None = None
-        self.reads = 0
         self.unmapped = 0
 
     def __call__(self, job: Job) -> SourceTable:
@@ -175,7 +174,6 @@ class SharedSource:
             raise self._error
         if self._table is None:
             try:
-                self.reads += 1
                 table = self._read(job, self.columns)
                 self._check_unmapped(table)
             except Exception as error:
