@@ -154,6 +154,13 @@ def _run_parser(commands: Any) -> None:  # argparse's subparsers action, a priva
     run.add_argument(
         "--verify", action="store_true", help="read the segment back afterwards (id mode)"
     )
+    run.add_argument(
+        "--parallel",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run up to N jobs at once, sharing one rate limit (memory grows with N)",
+    )
     run.set_defaults(func=_lazy("run:run"), plan_only=False, detailed_exitcode=False)
     add_metrics_arguments(run)
 
@@ -174,6 +181,12 @@ def _sample_size(text: str) -> int:
     if not 0 <= size <= 10_000:
         raise argparse.ArgumentTypeError(f"between 0 and 10000, not {size}")
     return size
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _state_parsers(state: argparse.ArgumentParser) -> None:

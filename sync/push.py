@@ -7,6 +7,7 @@ run sends those again (adding a target twice, or removing one already gone, is h
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -180,7 +181,8 @@ def _run(
             while len(in_flight) >= concurrency * 2:
                 finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
                 settle(finished)
-            in_flight[pool.submit(guarded, item)] = item
+            # Each worker in the job's context: its log records name the job (run --parallel).
+            in_flight[pool.submit(contextvars.copy_context().run, guarded, item)] = item
         while in_flight:
             finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
             settle(finished)

@@ -34,7 +34,9 @@ from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_job_source
 from sync.read.sources import SourceTable
 from sync.report.model import JobReport, Requests
+from sync.report.phases import PhaseTimer
 from sync.state.files import atomic_write
+from sync.state.seal import SourceProof, proof_beside, seal_run
 from sync.state.store import Store, store_for
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ class RunOptions:
     dry_run: bool = False
     full_refresh: bool = False
     force: bool = False
+    media_type: str | None = None  # the settings' unicity_media_type: it shapes the keys
 
 
 @dataclass
@@ -69,6 +72,7 @@ class JobRun:
     pushed: PushResult | None = None
     sending: bool = False  # from the first change on, a failure leaves the segment changed
     read: Callable[[Job], SourceTable] = read_job_source  # a fan-out's segments share one
+    proof: SourceProof | None = None  # the source's digest, when a seal may be written
 
     def __post_init__(self) -> None:
         self.timer = PhaseTimer(self.report.phase_s)
@@ -127,6 +131,8 @@ def _phases(run: JobRun) -> None:
             _fold(run)
         else:
             _apply(run)
+        if run.proof is not None and not len(run.plan.pending):  # deferred removals: never
+            seal_run(run.job, run.options.media_type, run.proof, run.report)
 
 
 @contextlib.contextmanager
@@ -151,7 +157,12 @@ def _not_stopped(run: JobRun) -> None:
 def _read(run: JobRun) -> None:
     try:
         with run.timer("read"):
+            # A fan-out's shared read may have read the file before: only a fresh read seals.
+            skip = run.options.dry_run or run.options.full_refresh
+            skip = skip or run.read is not read_job_source
+            proof = proof_beside(run.job, skip=skip)
             source = run.read(run.job)
+            run.proof = proof()
     except Np6SyncError:
         _not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
         raise
@@ -304,22 +315,6 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
 
 def _extra(run: JobRun) -> dict[str, object]:
     return {"job": run.job.name}
-
-
-class PhaseTimer:
-    """Adds the seconds spent in each phase to ``phases`` (the report's phase_s)."""
-
-    def __init__(self, phases: dict[str, float]) -> None:
-        self.phases = phases
-
-    @contextlib.contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - started
-            self.phases[phase] = round(self.phases.get(phase, 0.0) + elapsed, 4)
 
 
 def _applied(holding: Holding, plan: Plan) -> pa.Array:

@@ -40,6 +40,7 @@ def test_state_rejects_and_history_are_owner_only_in_a_private_folder(
         "list.parquet",
         "list.parquet.history.jsonl",
         "list.parquet.lock",
+        "list.parquet.seal.json",
         "list.rejects.csv",
     ]
     assert all(mode(folder / name) == 0o600 for name in written)
@@ -62,6 +63,7 @@ def test_files_an_older_version_left_readable_are_tightened(
         "list.parquet": 0o600,
         "list.parquet.lock": 0o600,
         "list.parquet.history.jsonl": 0o600,
+        "list.parquet.seal.json": 0o600,
     }
 
 

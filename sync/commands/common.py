@@ -41,7 +41,6 @@ def connector(
     """Build NP6 clients on demand: a run with nothing to do opens no connection. The key
     is ``api_key`` when given (the Python API), else the settings' environment variable."""
     from sync.console.logs import add_secret
-    from sync.np6.client import client_factory
     from sync.np6.key import check_api_key
 
     raw = os.environ.get(settings.api_key_env, "") if api_key is None else api_key
@@ -50,7 +49,21 @@ def connector(
         raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
     key = check_api_key(raw, where) if raw.strip() else ""
     add_secret(key)
-    return client_factory(settings, key, deadline=time.monotonic() + settings.retry.deadline)
+    deadline = time.monotonic() + settings.retry.deadline
+    factory: list[Callable[[], NP6Client]] = []
+    made = threading.Lock()
+
+    def connect() -> NP6Client:
+        # requests and the client load with the first job that sends: one factory, so every
+        # job shares its rate limit and concurrency budget (the account's quota is one).
+        with made:
+            if not factory:
+                from sync.np6.client import client_factory
+
+                factory.append(client_factory(settings, key, deadline=deadline))
+        return factory[0]()
+
+    return connect
 
 
 def load_jobs(

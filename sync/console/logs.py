@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -14,6 +15,9 @@ from sync.np6.key import REDACTED, secret_forms
 LogFormat = Literal["auto", "text", "json"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The job a thread works for, in a run of jobs side by side (run --parallel): every record
+# made in its context names it, a library's or a push worker's too.
+current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(
@@ -144,6 +148,27 @@ class RedactFilter(logging.Filter):
         return value
 
 
+class JobFilter(logging.Filter):
+    """Names the job of ``current_job`` on records that do not name one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = current_job.get()
+        if job is not None and not hasattr(record, "job"):
+            record.job = job
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    """TEXT_FORMAT; in a run of jobs side by side, each line starts with its job."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        job = getattr(record, "job", None)
+        if current_job.get() is None or job is None:
+            return text
+        return f"[{job}] {text}"
+
+
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler setup_logging installed, so a second call replaces it."""
 
@@ -168,8 +193,9 @@ def setup_logging(
         old.close()
     handler = _Handler(stream)
     handler.setFormatter(
-        JsonFormatter() if resolve_format(fmt, stream) == "json" else logging.Formatter(TEXT_FORMAT)
+        JsonFormatter() if resolve_format(fmt, stream) == "json" else _TextFormatter(TEXT_FORMAT)
     )
+    handler.addFilter(JobFilter())
     handler.addFilter(RedactFilter(secrets))
     if quiet:
         # On the handler too: a library that sets its own logger's level still stays quiet.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
@@ -202,3 +203,63 @@ def make_progress(stream: TextIO, fmt: LogFormat, *, quiet: bool = False) -> Pro
     if is_terminal(stream) and resolve_format(fmt, stream) == "text":
         return TerminalProgress(stream)
     return LogProgress()
+
+
+class Board:
+    """One line per running job on a terminal (run --parallel): each job's bar keeps its
+    own line, redrawn in place; a finished job's last line stays above the others."""
+
+    def __init__(self, stream: TextIO = sys.stderr, *, clock: Clock = time.monotonic) -> None:
+        self.stream = stream
+        self.clock = clock
+        self.lines: list[TerminalProgress] = []
+        self.names: dict[int, str] = {}
+        self.drawn = 0  # lines of the board on screen, under the cursor's line
+        self._lock = threading.Lock()
+
+    def line(self, job: str) -> Progress:
+        return _BoardLine(self, job)
+
+    def redraw(self, finished: TerminalProgress | None = None) -> None:
+        with self._lock:
+            now = self.clock()
+            # Up to the board's first line; each line blanked to its end, then rewritten.
+            out = [f"\x1b[{self.drawn}F" if self.drawn else "\r"]
+            if finished is not None:
+                out.append(f"\x1b[K{self.names[id(finished)]}: {finished.render(now)}\n")
+                self.lines.remove(finished)
+            out += [f"\x1b[K{self.names[id(p)]}: {p.render(now)}\n" for p in self.lines]
+            out.append("\x1b[J")
+            self.drawn = len(self.lines)
+            self.stream.write("".join(out))
+            self.stream.flush()
+
+
+class _BoardLine:
+    def __init__(self, board: Board, job: str) -> None:
+        self.board = board
+        self.bar = TerminalProgress(board.stream, clock=board.clock)
+        board.names[id(self.bar)] = job
+        self.shown = -math.inf
+
+    def start(self, phase: str, total: int) -> None:
+        self.bar.meter.begin(phase, total)
+        with self.board._lock:
+            if self.bar not in self.board.lines:
+                self.board.lines.append(self.bar)
+        self.board.redraw()
+
+    def advance(self, amount: int) -> None:
+        if not self.bar.meter.running:
+            return
+        self.bar.meter.done += amount
+        now = self.board.clock()
+        if now - self.shown >= self.bar.every:
+            self.shown = now
+            self.board.redraw()
+
+    def finish(self) -> None:
+        if not self.bar.meter.running:
+            return
+        self.bar.meter.running = False
+        self.board.redraw(finished=self.bar)

@@ -16,10 +16,8 @@ fsync), so it is always either the old or the new version.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ import pyarrow.parquet as pq
 from sync.core.hashing import first_distinct
 from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import PENDING_SCHEMA, Holding, no_pending
-from sync.errors import HistoryError, LockedError, StateError, foreign_errors
+from sync.errors import HistoryError, StateError, foreign_errors
 from sync.report.model import JobReport
 from sync.state.files import (
     atomic_write,
@@ -46,8 +44,8 @@ from sync.state.files import (
     write_all,
 )
 from sync.state.history import append_history, history_path, read_history
+from sync.state.seal import STATE_VERSION, drop_seal, job_lock
 
-STATE_VERSION = 1
 _META_KEY = b"np6sync"
 _REMEDY = "run with --full-refresh to clear the segment and rebuild the state from the source"
 
@@ -223,6 +221,7 @@ class StateStore:
         else:
             since = pa.nulls(len(keys), pa.string())
         table = pa.Table.from_arrays([keys, since], schema=schema)
+        drop_seal(self.path)
         with atomic_write(self.path) as f:
             pq.write_table(table, f, compression="zstd")
         self.journal_path.unlink(missing_ok=True)
@@ -231,6 +230,7 @@ class StateStore:
     def set_aside(self) -> None:
         """Keep an untrusted state and journal for inspection, out of the way of this run."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        drop_seal(self.path)
         for path in (self.path, self.journal_path):
             if path.exists():
                 path.replace(path.with_name(f"{path.name}.set-aside-{stamp}"))
@@ -240,39 +240,9 @@ class StateStore:
         for leftover in leftovers(self.path):
             leftover.unlink(missing_ok=True)
 
-    @contextlib.contextmanager
-    def lock(self, job_name: str) -> Iterator[None]:
+    def lock(self, job_name: str) -> contextlib.AbstractContextManager[None]:
         """Hold the job's lock for the block; LockedError names the current holder."""
-        fd = open_private(self.lock_path, os.O_RDWR | os.O_CREAT)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise LockedError(self._holder_message(fd, job_name)) from None
-            holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started_at": _now(),
-                "job": job_name,
-            }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode(), 0)
-            yield
-        finally:
-            # Closing the descriptor releases the flock; the file stays, because
-            # unlinking a lock file others may have open races with them.
-            os.close(fd)
-
-    def _holder_message(self, fd: int, job_name: str) -> str:
-        try:
-            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except ValueError:
-            holder = {}
-        return (
-            f"job {job_name} is running elsewhere: pid {holder.get('pid', '?')} on host "
-            f"{holder.get('host', '?')}, started {holder.get('started_at', '?')} "
-            f"(lock {self.lock_path})"
-        )
+        return job_lock(self.lock_path, job_name)
 
     # --- run history -------------------------------------------------------------------
 

@@ -156,6 +156,19 @@ def ensure_data(rows: int) -> dict[str, Path]:
     return files
 
 
+def ensure_shuffled(source: Path, tag: str) -> Path:
+    """The base CSV's rows in another order: a new file with the same keys."""
+    path = DATA / f"src-{tag}-shuffled.csv"
+    if not path.exists():
+        table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in SCHEMA.names}))  # fmt: skip
+        order = np.random.default_rng(SEED).permutation(table.num_rows)
+        temp = path.with_name(path.name + ".tmp")
+        pacsv.write_csv(table.take(pa.array(order)), str(temp))
+        temp.replace(path)
+    return path
+
+
 def ensure_small(name: str, start: int, rows: int) -> Path:
     path = DATA / f"src-{name}.csv"
     if not path.exists():
@@ -293,13 +306,22 @@ class Bench:
         *,
         command: str = "run",
         expect: tuple[int, ...] = (0,),
+        old: bool = False,
+        unseal: bool = False,
     ) -> Row:
         report_path = DATA / "reports" / f"{label.replace(' ', '_')}.json"
         report_path.parent.mkdir(exist_ok=True)
         report_path.unlink(missing_ok=True)
         emulator.reset_calls()
         cmd = [NP6, command, str(job), "--config", str(config), "--report-json", str(report_path)]
-        proc = run_process(cmd, self.env(emulator))
+        env = self.env(emulator)
+        if old:  # the starting commit's package, from its worktree, in the same venv
+            first = f"import sys; sys.path.insert(0, {str(self.args.old)!r}); "
+            cmd = [PY, "-c", first + "from sync.cli import main; sys.exit(main())", *cmd[1:]]
+        if unseal:  # a full read: no seal may vouch for the file
+            for seal in DATA.glob("state-*/*.seal.json"):
+                seal.unlink()
+        proc = run_process(cmd, env)
         calls = emulator.calls
         emulator.reset_calls()
         if proc.code not in expect:
@@ -433,6 +455,43 @@ class Bench:
         self.add(Row("  baseline: sequential push", PUSH_KEYS, base.wall, base.rss_mib,
                      put=puts, delete=0))  # fmt: skip
 
+    def parallel_jobs(self) -> None:
+        """Target 3: 20 small jobs at 100 ms a call, one after another, then 4 at a time,
+        in one process each; the emulator's arrival times checked against the one limit."""
+        config, text = write_config("parallel", 8, 50)
+        self.notes.append(f"parallel: 20 jobs x 500 rows, emulator latency 100 ms, {text}")
+        paths = [write_job(f"bench-par{n}", "par", 9200 + n,
+                           ensure_small(f"par{n}", 60_000_000 + n * 10_000, 500), "state-par")
+                 for n in range(20)]  # fmt: skip
+        walls: dict[str, Row] = {}
+        with Emulator(API_KEY, latency_s=0.1) as emulator:
+            print("20 small jobs at 100 ms:")
+            for label, extra in (("one after another", []), ("--parallel 4", ["--parallel", "4"])):
+                runs = []
+                for _ in range(self.args.repeat):
+                    shutil.rmtree(DATA / "state-par", ignore_errors=True)
+                    for n in range(20):
+                        emulator.set_members(9200 + n, [])
+                    emulator.reset_calls()
+                    cmd = [NP6, "run", *map(str, paths), "--config", str(config), *extra]
+                    proc = run_process(cmd, self.env(emulator))
+                    starts = sorted(c.at for c in emulator.calls)
+                    busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+                    full = all(len(emulator.members(9200 + n)) > 490 for n in range(20))
+                    if proc.code != 0 or not full:
+                        raise SystemExit(f"parallel bench: exit {proc.code}\n{proc.stderr[-2000:]}")
+                    print(f"  {label}: {proc.wall:.2f} s, {len(starts)} PUTs, busiest second "
+                          f"{busiest} requests", flush=True)  # fmt: skip
+                    runs.append(Row(f"20 jobs, {label}", 10_000, proc.wall, proc.rss_mib,
+                                    put=len(starts), delete=0, retries=busiest))  # fmt: skip
+                walls[label] = _median_row(runs)
+        seq, par = walls["one after another"], walls["--parallel 4"]
+        ratio = seq.wall / par.wall
+        busiest = max(r.retries for r in (seq, par))
+        self.add(par, ratio > 1 and busiest <= 50, f"T3 faster; busiest second {busiest} <= 50",
+                 f"1/{ratio:.1f}")  # fmt: skip
+        self.add(seq)
+
     def size(self, rows: int, emulator: Emulator, config: Path) -> None:
         args = self.args
         files = ensure_data(rows)
@@ -458,6 +517,21 @@ class Bench:
         else:
             self.first_load(emulator, jobs, config, tag, rows, segment, big)
         self.after_first_load(emulator, jobs, config, tag, rows, segment, big, files, name, sdir)
+
+    def sealed(
+        self, emulator: Emulator, job: Path, config: Path, tag: str, rows: int, baseline: float,
+        repeat: int,
+    ) -> None:  # fmt: skip
+        """Target 2: the very file of the last run, answered from the state's seal."""
+        self.np6(emulator, job, config, f"{tag} seal written", rows)  # the full read before sealed
+        runs = [self.np6(emulator, job, config, f"{tag} csv no change, same file (seal)", rows)
+                for _ in range(repeat)]  # fmt: skip
+        row = _median_row(runs)
+        ratio = row.wall / baseline
+        quick = all("check" in r.phases and "read" not in r.phases for r in runs)
+        ok = quick and (ratio <= 0.3 or rows != 1_000_000)
+        self.check_no_change(row, "; T2 <= 0.3x pyarrow, file not read", ok)
+        row.ratio = f"{ratio:.2f}x"
 
     def seed_direct(self, job: Path, emulator: Emulator, segment: int, tag: str) -> None:
         """The state a first load would leave, written in-process (no push)."""
@@ -501,8 +575,8 @@ class Bench:
         repeat = args.repeat_10m if big else args.repeat
 
         # No change, CSV, against the pyarrow baseline (both medians of `repeat`).
-        runs = [self.np6(emulator, jobs["csv", "base"], config, f"{tag} csv no change", rows)
-                for _ in range(repeat)]  # fmt: skip
+        runs = [self.np6(emulator, jobs["csv", "base"], config, f"{tag} csv no change, full read",
+                         rows, unseal=True) for _ in range(repeat)]  # fmt: skip
         base_runs = []
         for _ in range(repeat):
             proc = run_process(
@@ -539,6 +613,21 @@ class Bench:
         base_rss = max(p.rss_mib for p in base_runs)
         self.add(Row("  baseline: pyarrow no-change", rows, baseline, base_rss,
                      runs=[p.wall for p in base_runs]))  # fmt: skip
+        if args.old:
+            old = [self.np6(emulator, jobs["csv", "base"], config, f"  old: {tag} csv no change",
+                            rows, old=True) for _ in range(repeat)]  # fmt: skip
+            self.add(_median_row(old), None, "today's code (T1: no slower)",
+                     f"{_median_row(old).wall / baseline:.2f}x")  # fmt: skip
+        self.sealed(emulator, jobs["csv", "base"], config, tag, rows, baseline, repeat)
+        if rows <= 1_000_000:
+            shuffled = ensure_shuffled(files["base.csv"], tag)
+            job = write_job(name["csv"], "shuffled", segment, shuffled, sdir["csv"])
+            runs = [self.np6(emulator, job, config, f"{tag} csv same keys, another order", rows,
+                             unseal=True) for _ in range(repeat)]  # fmt: skip
+            row = _median_row(runs)
+            ratio = row.wall / baseline
+            self.check_no_change(row, "; T2 <= 1.0x pyarrow", ratio <= 1.0)
+            row.ratio = f"{ratio:.2f}x"
 
         # Parquet: the same keys, so the CSV job's state file is its state too.
         state = state_file(name["parquet"], sdir["parquet"])
@@ -558,9 +647,22 @@ class Bench:
         self.check_no_change(row, target, ok_extra)
 
         # 1% increment, both formats.
+        # Each increment starts from a segment without the 1%: NP6 (the emulator) must add
+        # what it is sent, or the run stops at its first 1,000 keys (sync.min_accepted_ratio).
+        members = emulator.members(segment)
         for fmt in ("csv", "parquet"):
+            state = state_file(name[fmt], sdir[fmt])
+            before = state.read_bytes() if args.old else b""
+            emulator.set_members(segment, members)
             row = self.np6(emulator, jobs[fmt, "inc"], config, f"{tag} {fmt} +1% increment", rows)
             self.check_increment(row)
+            if args.old:  # from the same state and segment
+                after = state.read_bytes()
+                state.write_bytes(before)
+                emulator.set_members(segment, members)
+                self.add(self.np6(emulator, jobs[fmt, "inc"], config,
+                                  f"  old: {tag} {fmt} +1% increment", rows, old=True))  # fmt: skip
+                state.write_bytes(after)
             if big:
                 under = row.rss_mib * 1024**2 < 2 * GIB
                 row.target += "; T3 RSS<2GiB"
@@ -579,6 +681,10 @@ class Bench:
                 "planned requests). --real-reload-10m pushes it for real."
             )
             self.check_rss(row, row.report["action"] == "reload")
+            if args.old:
+                self.add(self.np6(emulator, jobs["csv", "reload"], config,
+                                  f"  old: {tag} csv reload (plan)", rows, command="plan",
+                                  old=True))  # fmt: skip
         else:
             row = self.np6(emulator, jobs["csv", "reload"], config, f"{tag} csv reload", rows)
             want = math.ceil(row.report["keys"] / CHUNK_SIZE)
@@ -671,6 +777,12 @@ def main() -> int:
     parser.add_argument("--repeat-10m", type=int, default=1, help="no-change runs at 10M")
     parser.add_argument("--real-reload-10m", action="store_true", help="push the 10M reload")
     parser.add_argument(
+        "--old",
+        type=Path,
+        help="a worktree of the code to compare with (run from it, in this venv, side by side)",
+    )
+    parser.add_argument("--skip-parallel", action="store_true", help="leave out run --parallel")
+    parser.add_argument(
         "--seed-10m",
         choices=("run", "direct"),
         default="run",
@@ -696,6 +808,8 @@ def main() -> int:
             bench.size(rows, emulator, fast_config)
     if not args.skip_push:
         bench.push_throughput(args.latency_ms / 1000)
+    if not args.skip_parallel:
+        bench.parallel_jobs()
     bench.print_table()
     print(f"benchmark took {time.perf_counter() - started:.0f} s")
     return 1 if bench.fails else 0
