@@ -172,6 +172,9 @@ class SyncConfig(_Model):
     # reload is refused before its clear, and adding stops (see the README).
     min_accepted_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
     lookup_sample: Annotated[int, Field(ge=0, le=1000)] = 20  # keys looked up; 0: none
+    # identify_by unicity: look contact ids up (GET /targets?unicity=) to remove targets
+    # one by one; false for an account without that call (removals then reload).
+    lookups: bool = True
 
 
 class NormalizationConfig(_Model):
@@ -202,10 +205,11 @@ class Job(_Model):
 
     @model_validator(mode="after")
     def _removals_need_ids(self) -> Job:
-        if self.sync.removals == "per_target" and self.targets.identify_by != "id":
+        by_id = self.targets.identify_by == "id"
+        if self.sync.removals == "per_target" and not (by_id or self.sync.lookups):
             raise ValueError(
-                "sync.removals: per_target needs targets.identify_by: id (NP6 removes "
-                "single targets by their id)"
+                "sync.removals: per_target needs targets.identify_by: id, or sync.lookups "
+                "(NP6 removes single targets by their id)"
             )
         return self
 

@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
-from sync.core.plan import Plan
+from sync.core.plan import Plan, no_ids
 from sync.errors import FatalApiError, Np6SyncError, UnexpectedAnswerError, as_error, translated
+from sync.lookup import LookupStats, UnicityRemover
 from sync.np6.client import NP6Client
 from sync.state.local import Journal
 
@@ -32,6 +33,7 @@ class PushResult:
     targets_accepted: int = 0
     chunks_acknowledged: int = 0
     targets_removed: int = 0  # per-target removals NP6 acknowledged
+    lookups: LookupStats | None = None  # unicity mode: what the look-ups found
     interrupted: bool = False
     # The first error retries could not overcome, or the journal's disk failing.
     error: Np6SyncError | None = None
@@ -47,8 +49,10 @@ def push_plan(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     watch: Watch | None = None,
+    known_ids: pa.Table | None = None,
 ) -> PushResult:
-    """Carry out ``plan`` for ``job``, journaling each acknowledged step."""
+    """Carry out ``plan`` for ``job``, journaling each acknowledged step; ``known_ids``:
+    the contact ids earlier runs learned (unicity mode)."""
     return push(
         plan,
         client,
@@ -60,6 +64,8 @@ def push_plan(
         stop=stop,
         progress=progress,
         watch=watch,
+        by_value=job.targets.identify_by == "unicity",
+        known_ids=known_ids,
     )
 
 
@@ -75,8 +81,12 @@ def push(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     watch: Watch | None = None,
+    by_value: bool = False,
+    known_ids: pa.Table | None = None,
 ) -> PushResult:
-    """Apply ``plan`` to the segment; ``watch`` may stop the PUTs, as a failure does.
+    """Apply ``plan`` to the segment; ``watch`` may stop the PUTs, as a failure does;
+    ``by_value``: ``plan.remove`` holds unicity values, whose contact ids are looked up
+    (or taken from ``known_ids``).
 
     An error of the clear is raised; the first error of a later step (NP6's, or the
     journal's disk) stops the sending: the steps in flight finish (and are journaled), the
@@ -105,14 +115,9 @@ def push(
     )
     progress.finish()
     if result.error is None and len(plan.remove):
-        segment = _SegmentExists(client, segment_id)
-
-        def remove(one: list[str]) -> int:
-            if not client.remove_target(segment_id, one[0]):
-                segment.confirm()
-            with translated(journaling):
-                journal.removed(one)
-            return 1
+        if by_value:
+            result.lookups = LookupStats()
+        remove = _remover(client, segment_id, journal, known_ids, result.lookups)
 
         def removed(one: list[str], count: int) -> None:
             result.targets_removed += count
@@ -123,6 +128,35 @@ def push(
     pending = len(plan.send) - result.targets_sent + len(plan.remove) - result.targets_removed
     result.interrupted = stop.is_set() and pending > 0
     return result
+
+
+def _remover(
+    client: NP6Client,
+    segment_id: int,
+    journal: Journal,
+    known_ids: pa.Table | None,
+    lookups: LookupStats | None,
+) -> Callable[[list[str]], int]:
+    """Removes one target and journals it: by id, or (``lookups`` given) by unicity value."""
+    journaling = f"record an acknowledged step in {journal.path}"
+    segment = _SegmentExists(client, segment_id)
+    if lookups is not None:
+        by_value = UnicityRemover(
+            client, segment_id, journal, known_ids or no_ids(), segment.confirm, lookups
+        )
+
+    def remove(one: list[str]) -> int:
+        if lookups is not None:
+            with translated(journaling):
+                by_value.remove(one[0])
+            return 1
+        if not client.remove_target(segment_id, one[0]):
+            segment.confirm()
+        with translated(journaling):
+            journal.removed(one)
+        return 1
+
+    return remove
 
 
 def _clear(client: NP6Client, segment_id: int, journal: Journal, journaling: str) -> None:

@@ -33,6 +33,7 @@ from sync.preflight import preflight
 from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_job_source
 from sync.read.sources import SourceTable
+from sync.reload_fallback import fell_back
 from sync.report.model import JobReport, Requests
 from sync.report.phases import PhaseTimer
 from sync.state.files import atomic_write
@@ -183,6 +184,7 @@ def _plan(run: JobRun) -> None:
             run.keyset.keys,
             run.job.sync,
             by_id=run.job.targets.identify_by == "id",
+            lookups=run.job.sync.lookups,
             full_refresh=run.options.full_refresh,
         )
     _count_plan(run.report, run.plan, run.job)
@@ -220,7 +222,7 @@ def _fold(run: JobRun) -> None:
 
 def _apply(run: JobRun) -> None:
     job, plan, store = run.job, run.plan, run.store
-    client = run.client = run.connect()
+    client = run.client = run.client or run.connect()  # a fallback keeps its counts
     in_flight = run.concurrency * 2 * job.sync.chunk_size  # push's queue, at most
     checked = preflight(
         job, plan, run.holding, client, store, force=run.options.force, in_flight=in_flight
@@ -245,15 +247,18 @@ def _apply(run: JobRun) -> None:
                     stop=run.stop,
                     progress=run.progress,
                     watch=checked.watch,
+                    known_ids=run.holding.ids,
                 )
         except BaseException:
             _save_acknowledged(run, after_failure=True)
             raise
         _save_acknowledged(run, after_failure=pushed.error is not None)
-    run.report.targets_sent = pushed.targets_sent
-    run.report.targets_accepted = pushed.targets_accepted
-    run.report.targets_removed = pushed.targets_removed
+    run.report.targets_sent += pushed.targets_sent
+    run.report.targets_accepted += pushed.targets_accepted
+    run.report.targets_removed += pushed.targets_removed
     checked.after_push(pushed.targets_sent, pushed.targets_accepted)
+    if fell_back(run, pushed, _count_plan):  # the account lacks the look-up: a reload
+        return _apply(run)
     if pushed.error is not None:
         raise pushed.error
     if pushed.interrupted:
@@ -273,14 +278,14 @@ def _save_acknowledged(run: JobRun, *, after_failure: bool) -> None:
     try:
         with run.timer("state_write"), translated("save the state"):
             if pushed is not None and pushed.error is None and not pushed.interrupted:
-                store.save(_applied(run.holding, run.plan), run.plan.pending)
+                store.save(_applied(run.holding, run.plan), run.plan.pending, run.holding.ids)
                 return
             after = store.load()
             # A clear that NP6 may or may not have done must stay on record in the
             # journal, so that the next run reloads instead of trusting old keys.
             if after.certain:
                 pending = run.plan.pending if run.plan.pending_changed else after.pending
-                store.save(after.keys, pending)
+                store.save(after.keys, pending, after.ids)
     except Np6SyncError as error:
         if not after_failure:
             raise
@@ -358,6 +363,7 @@ def _count_plan(report: JobReport, plan: Plan, job: Job) -> None:
         put=plan.put_requests(job.sync.chunk_size),
         delete=int(plan.clears) + len(plan.remove),
         post=int(changes and job.normalization is not None),
+        get=plan.lookups,
     )
     report.removal_costs = {
         name: {"requests": cost.requests, "incomplete_requests": cost.incomplete_requests}
@@ -374,6 +380,7 @@ def _count_requests(report: JobReport, client: NP6Client) -> None:
         put=stats.calls.get("put", 0),
         delete=stats.calls.get("delete", 0),
         post=stats.calls.get("post", 0),
+        get=stats.calls.get("get", 0),
         retries=stats.retries,
     )
     report.retry_wait_s = stats.retry_wait_s

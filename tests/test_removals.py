@@ -77,11 +77,12 @@ def test_deferred_removals_wait_then_go_in_one_reload(tmp_path, emulator, cli) -
     assert cli("run", job).code == 0
     assert calls(emulator, "DELETE") == []
 
-    write_ids(tmp_path, IDS[20:1002])  # 20 pending: past 1%, one reload applies them all
+    # 30 pending: past 1%; one reload (21 requests) is cheaper than 30 DELETEs
+    write_ids(tmp_path, IDS[30:1002])
     result = cli("run", job, "--report-json", tmp_path / "r.json")
     assert result.code == 0, result.out
     assert len(calls(emulator, "DELETE", "/segments/")) == 1
-    assert emulator.members(SEGMENT) == set(IDS[20:1002])
+    assert emulator.members(SEGMENT) == set(IDS[30:1002])
     assert json.loads((tmp_path / "r.json").read_text())["jobs"][0]["pending_removals"] == 0
 
 
@@ -119,10 +120,10 @@ def test_run_verify_fails_when_the_segment_differs(tmp_path, emulator, cli) -> N
     assert "1 missing, 0 extra" in result.out
 
 
-def test_verify_needs_target_ids(tmp_path, emulator, cli) -> None:
+def test_verify_repair_needs_target_ids(tmp_path, emulator, cli) -> None:
     job = make_job(tmp_path)
     write_csv(tmp_path / "list.csv", [["a@x.fr"]])
-    result = cli("verify", job)
+    result = cli("verify", job, "--repair")
     assert result.code == 2 and "identify_by: id" in result.err
 
 
@@ -154,8 +155,8 @@ def test_importing_a_list_the_segment_already_holds(tmp_path, emulator, cli) -> 
     assert emulator.members(SEGMENT) == {f"u{n}@x.fr" for n in range(130)}
 
 
-def test_per_target_removals_need_target_ids(tmp_path, cli) -> None:
-    job = make_job(tmp_path, sync={"removals": "per_target"})
+def test_per_target_removals_need_target_ids_or_look_ups(tmp_path, cli) -> None:
+    job = make_job(tmp_path, sync={"removals": "per_target", "lookups": False})
     result = cli("validate", job)
     assert result.code == 2
-    assert "per_target needs targets.identify_by: id" in result.err
+    assert "per_target needs targets.identify_by: id, or sync.lookups" in result.err

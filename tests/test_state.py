@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sync.core.keys import KEY_TYPE
+from sync.core.plan import Holding
 from sync.errors import LockedError, StateError
 from sync.state.local import StateStore
 
@@ -36,7 +37,7 @@ def test_save_then_load(tmp_path: Path) -> None:
     assert sorted(s.load().keys.to_pylist()) == ["a", "b"]
     assert stat.S_IMODE(os.stat(s.path).st_mode) == 0o600
     info = s.info()
-    assert info is not None and (info.version, info.segment_id, info.keys) == (1, 7, 2)
+    assert info is not None and (info.version, info.segment_id, info.keys) == (2, 7, 2)
 
 
 @pytest.mark.parametrize(
@@ -180,3 +181,39 @@ def test_the_lock_names_its_holder(tmp_path: Path) -> None:
     assert "started 20" in message
     with s.lock("job"):  # released when the holder leaves
         pass
+
+
+def test_a_version_1_state_still_loads(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    meta = {"version": 1, "segment_id": 7, "key_definition": DEFINITION, "updated_at": "x"}
+    schema = pa.schema(
+        [("key", KEY_TYPE), ("pending_since", pa.string())],
+        metadata={b"np6sync": json.dumps(meta)},
+    )
+    s.path.parent.mkdir()
+    table = pa.Table.from_arrays([keys("a", "b"), pa.nulls(2, pa.string())], schema=schema)
+    pq.write_table(table, s.path)
+    holding = s.load()
+    assert sorted(holding.keys.to_pylist()) == ["a", "b"] and len(holding.ids) == 0
+    s.save(holding.keys)
+    assert s.info() is not None and s.info().version == 2  # type: ignore[union-attr]
+
+
+def learned(holding: Holding) -> dict[str, list[str]]:
+    return dict(zip(holding.ids["key"].to_pylist(), holding.ids["ids"].to_pylist(), strict=True))
+
+
+def test_learned_ids_are_kept_for_the_keys_the_segment_holds(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(keys("a", "b", "c"))
+    with s.open_journal("update") as journal:
+        journal.looked_up("a", ["00000001"])
+        journal.looked_up("b", ["00000002", "00000003"])
+        journal.removed(["a"])
+        journal.looked_up("c", ["00000004"])
+    holding = s.load()
+    known = learned(holding)
+    assert known == {"b": ["00000002", "00000003"], "c": ["00000004"]}
+    s.save(holding.keys, holding.pending, holding.ids)
+    again = s.load()
+    assert learned(again) == known

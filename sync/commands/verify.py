@@ -8,7 +8,9 @@ from pathlib import Path
 from sync.commands.common import StopOnSignals, config_path, connector, each_job
 from sync.config import Job, load_settings
 from sync.errors import EXIT_FAILED
+from sync.np6.client import NP6Client
 from sync.verify import Comparison, verify_job
+from sync.verify_unicity import verify_by_ids
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -18,6 +20,8 @@ def verify(args: argparse.Namespace) -> int:
 
         def one(job: Job, path: str) -> int:
             client = connect()
+            if job.targets.identify_by == "unicity":
+                return _by_ids(job, client, args.repair)
             try:
                 result = verify_job(
                     job,
@@ -42,6 +46,17 @@ def verify(args: argparse.Namespace) -> int:
             return 0 if final.equal else EXIT_FAILED
 
         return each_job(args.jobs, one, segment=getattr(args, "segment", None))
+
+
+def _by_ids(job: Job, client: NP6Client, repair: bool) -> int:
+    """Unicity mode: the segment's ids against the ids the state knows (README)."""
+    try:
+        comparison = verify_by_ids(job, client, repair=repair)
+    finally:
+        client.close()
+    print(f"{job.name}: {comparison.text()}")
+    print(f"{job.name}: {'equal as far as known ids tell' if comparison.equal else 'DIFFERENT'}")
+    return 0 if comparison.equal else EXIT_FAILED
 
 
 def comparison_text(comparison: Comparison, listing: Path | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -82,6 +83,9 @@ def _serialisable(value: object) -> bool:
     return True
 
 
+_LOOKED_UP_VALUE = re.compile(r"unicity=[^\s&\"']+")
+
+
 class RedactFilter(logging.Filter):
     """Replaces each secret in a record before any formatter sees it.
 
@@ -134,6 +138,8 @@ class RedactFilter(logging.Filter):
     def _text(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
+        if "unicity=" in text:  # a look-up's URL (urllib3 logs it at -vv) names a person
+            text = _LOOKED_UP_VALUE.sub("unicity=(value)", text)
         return text
 
     def _value(self, value: object) -> object:

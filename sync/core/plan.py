@@ -19,10 +19,16 @@ from sync.core.keys import KEY_TYPE, KeySet
 Action = Literal["append", "update", "reload", "none"]
 Strategy = Literal["reload", "per_target", "defer"]
 PENDING_SCHEMA = pa.schema([("key", KEY_TYPE), ("since", pa.string())])
+# The contact ids a run learned for a unicity value (a look-up may find several).
+IDS_SCHEMA = pa.schema([("key", KEY_TYPE), ("ids", pa.list_(pa.string()))])
 
 
 def no_pending() -> pa.Table:
     return PENDING_SCHEMA.empty_table()
+
+
+def no_ids() -> pa.Table:
+    return IDS_SCHEMA.empty_table()
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Holding:
     certain: bool = True
     known: bool = True  # False when the state is ignored (--full-refresh over a bad state)
     pending: pa.Table = field(default_factory=no_pending)
+    ids: pa.Table = field(default_factory=no_ids)  # unicity mode: contact ids learned
 
     @classmethod
     def empty(cls) -> Holding:
@@ -67,6 +74,7 @@ class Plan:
     costs: dict[str, Cost] = field(default_factory=dict)
     pending: pa.Table = field(default_factory=no_pending)  # deferred after this run
     pending_changed: bool = False  # the state must be saved even if nothing is sent
+    lookups: int = 0  # unicity mode: keys of ``remove`` whose contact id must be looked up
 
     @property
     def clears(self) -> bool:
@@ -82,21 +90,17 @@ def make_plan(
     rules: SyncConfig,
     *,
     by_id: bool = False,
+    lookups: bool = False,
     full_refresh: bool = False,
     today: date | None = None,
 ) -> Plan:
     previous = holding.keys
-    overlap = Overlap(source, previous)
-    added_keys = pc.filter(source, pc.invert(overlap.left_in_right()))
-    # Both sides are distinct, so the count of removals needs no second lookup; the
-    # removed keys themselves are only looked for when there are some.
-    removed = len(previous) - (len(source) - len(added_keys))
-    gone = pc.filter(previous, pc.invert(overlap.right_in_left())) if removed else previous[:0]
-    del overlap  # its digests are not needed past the diff
-    chunk = rules.chunk_size
+    added_keys, gone = _diff(source, previous)
     empty = pa.array([], KEY_TYPE)
-    costs = _costs(len(source), len(added_keys), len(gone), chunk, by_id)
-
+    # Unicity mode: each removal needs the contact's id, a look-up unless a run learned it.
+    to_look_up = _unknown_ids(gone, holding.ids) if lookups and not by_id else 0
+    removals = len(gone) + to_look_up
+    costs = _costs(len(source), len(added_keys), removals, rules.chunk_size, by_id or lookups)
     base = Plan(
         "none", empty, empty, len(added_keys), len(gone), len(previous), len(source), "", costs
     )
@@ -118,39 +122,63 @@ def make_plan(
         changed = len(holding.pending) > 0
         return plan(adds, added_keys, reason, pending_changed=changed)
 
+    def one_by_one(why: str) -> Plan:
+        reason = why + _one_by_one_reason(len(gone), to_look_up, costs)
+        changed = len(holding.pending) > 0
+        return plan("update", added_keys, reason, remove=gone, pending_changed=changed,
+                    lookups=to_look_up)  # fmt: skip
+
     strategy = choose_strategy(rules.removals, costs)
     if strategy == "per_target":
-        return plan(
-            "update",
-            added_keys,
-            f"{len(gone)} target(s) leave one by one ({costs['per_target'].requests} requests "
-            f"instead of {costs['reload'].requests} for a reload)",
-            remove=gone,
-            pending_changed=len(holding.pending) > 0,
-        )
+        return one_by_one("")
     if strategy == "defer":
         pending = _pending(holding.pending, gone, today or date.today())
         due = _deferral_due(pending, len(previous), rules, today or date.today())
+        if due and choose_strategy("auto", costs) == "per_target":
+            return one_by_one(f"{due}: ")  # due removals go the cheapest way
         if due:
             return plan("reload", source, due, pending_changed=True)
-        return plan(
-            adds,
-            added_keys,
-            f"{len(gone)} removal(s) deferred (sync.removals is defer)",
-            pending=pending,
-            pending_changed=True,
-        )
+        reason = f"{len(gone)} removal(s) deferred (sync.removals is defer)"
+        return plan(adds, added_keys, reason, pending=pending, pending_changed=True)
     return plan("reload", source, f"{len(gone)} target(s) must leave the segment")
 
 
-def _costs(source: int, added: int, gone: int, chunk: int, by_id: bool) -> dict[str, Cost]:
+def _diff(source: pa.Array, previous: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The keys to add, and the keys that leave."""
+    overlap = Overlap(source, previous)
+    added_keys = pc.filter(source, pc.invert(overlap.left_in_right()))
+    # Both sides are distinct, so the count of removals needs no second lookup; the
+    # removed keys themselves are only looked for when there are some.
+    removed = len(previous) - (len(source) - len(added_keys))
+    gone = pc.filter(previous, pc.invert(overlap.right_in_left())) if removed else previous[:0]
+    return added_keys, gone
+
+
+def _one_by_one_reason(gone: int, to_look_up: int, costs: dict[str, Cost]) -> str:
+    looked = f", {to_look_up} look-up(s) of contact ids," if to_look_up else ""
+    return (
+        f"{gone} target(s) leave one by one ({costs['per_target'].requests} "
+        f"requests{looked} instead of {costs['reload'].requests} for a reload)"
+    )
+
+
+def _unknown_ids(gone: pa.Array, ids: pa.Table) -> int:
+    """How many of the leaving keys have no contact id learned by an earlier run."""
+    if not len(gone) or not len(ids):
+        return len(gone)
+    return len(gone) - int(pc.sum(pc.is_in(gone, value_set=ids["key"])).as_py() or 0)
+
+
+def _costs(source: int, added: int, removals: int, chunk: int, per_target: bool) -> dict[str, Cost]:
+    """``removals``: the requests that remove the leaving targets one by one, look-ups
+    of their contact ids included."""
     reload_puts = math.ceil(source / chunk)
     costs = {
         "reload": Cost(1 + reload_puts, reload_puts),
         "defer": Cost(math.ceil(added / chunk), 0),
     }
-    if by_id:
-        costs["per_target"] = Cost(gone + math.ceil(added / chunk), 0)
+    if per_target:
+        costs["per_target"] = Cost(removals + math.ceil(added / chunk), 0)
     return costs
 
 

@@ -48,7 +48,9 @@ class Emulator:
     ``segments``: the ids that exist (a mapping gives their names); None: any id exists.
     ``dynamic``: segments whose members cannot change (they exist). ``contacts``: the
     account's contacts (``make_contacts``, ``load_contacts``, or ``{id: [unicity, ...]}``);
-    None: every value names a contact whose id is the value itself.
+    None: every value names a contact whose id is the value itself. ``lookup_route``:
+    False for an account without ``GET /targets?unicity=`` (it answers 404, as a route
+    NP6 does not have).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Emulator:
         dynamic: Iterable[int] = (),
         contacts: Contacts | Mapping[str, Iterable[str]] | None = None,
         require_unicity_media_type: bool = False,
+        lookup_route: bool = True,
         latency_s: float = 0.0,
         fault_rate: float = 0.0,
         fault_kinds: Sequence[str] = ALL_FAULTS,
@@ -86,6 +89,7 @@ class Emulator:
         self.latency_s = latency_s
         self.retry_after_s = retry_after_s
         self.require_unicity_media_type = require_unicity_media_type
+        self.lookup_route = lookup_route
         self.echo_headers_on_error = echo_headers_on_error
         self.clock = clock
         self._windows = [
@@ -216,7 +220,10 @@ class Emulator:
             else:
                 fault = self.faults.draw()
                 answer = self._fault_answer(fault) or serve(
-                    self.world, request, require_unicity_media_type=self.require_unicity_media_type
+                    self.world,
+                    request,
+                    require_unicity_media_type=self.require_unicity_media_type,
+                    lookup_route=self.lookup_route,
                 )
                 if fault == "lost":
                     answer = Answer(None)

@@ -77,10 +77,16 @@ def as_targets(body: bytes | None) -> tuple[str, ...] | None:
     return None
 
 
-def serve(world: World, request: Request, *, require_unicity_media_type: bool = False) -> Answer:
+def serve(
+    world: World,
+    request: Request,
+    *,
+    require_unicity_media_type: bool = False,
+    lookup_route: bool = True,
+) -> Answer:
     """The answer to an authenticated request."""
     where = route(request.path)
-    if where is None:
+    if where is None or (where.resource == "lookup" and not lookup_route):
         return Answer(404)
     allowed = _ALLOWED[where.resource]
     if request.method not in allowed:

@@ -62,7 +62,8 @@ def notes(job: JobReport) -> list[str]:
         r = job.planned_requests
         lines.append(
             f"plan: {job.action} ({job.reason}); would send {r.put} PUT, {r.delete} DELETE, "
-            f"{r.post} POST; nothing was sent"
+            f"{r.post} POST{f', {r.get} GET (contact look-ups)' if r.get else ''}; "
+            "nothing was sent"
         )
         if job.removed and job.removal_costs:
             lines.append("removal costs: " + _costs(job))
@@ -73,6 +74,7 @@ def notes(job: JobReport) -> list[str]:
             f"{job.pending_removals:,} deferred removal(s) wait in the segment, the oldest "
             f"since {job.oldest_pending_removal}"
         )
+    lines.extend(_lookup_notes(job))
     if job.rows_rejected:
         reasons = ", ".join(f"{n:,} {reason}" for reason, n in job.rejects_by_reason.items())
         where = f" (rows in {job.rejects_file})" if job.rejects_file else ""
@@ -81,6 +83,23 @@ def notes(job: JobReport) -> list[str]:
         lines.append(
             f"NP6 added {job.targets_accepted:,} of the {job.targets_sent:,} targets sent "
             "(the others were already in the segment or unknown to NP6)"
+        )
+    return lines
+
+
+def _lookup_notes(job: JobReport) -> list[str]:
+    lines = []
+    if job.lookup_fallback:
+        lines.append(f"fell back to a reload: {job.lookup_fallback}")
+    if job.lookups_not_found:
+        lines.append(
+            f"{job.lookups_not_found:,} leaving key(s) name no NP6 contact (the look-up found "
+            "none): they cannot be in the segment and were dropped from the state"
+        )
+    if job.lookups_several:
+        lines.append(
+            f"{job.lookups_several:,} leaving key(s) name several NP6 contacts: each was "
+            "removed from the segment"
         )
     return lines
 

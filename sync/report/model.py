@@ -16,6 +16,7 @@ class Requests:
     delete: int = 0
     post: int = 0
     retries: int = 0
+    get: int = 0  # look-ups of contact ids (unicity mode), segment descriptions
 
 
 @dataclass
@@ -53,6 +54,13 @@ class JobReport:
     pending_removals: int = 0  # deferred removals still in the segment
     oldest_pending_removal: str | None = None
     notices: list[str] = field(default_factory=list)  # what NP6 said before and after sending
+    # Unicity mode: look-ups of contact ids made, keys they found no contact for (dropped
+    # from the state), keys with several contacts (each removed), and why the job fell
+    # back to a reload when the account lacks these calls.
+    lookups: int = 0
+    lookups_not_found: int = 0
+    lookups_several: int = 0
+    lookup_fallback: str | None = None
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:

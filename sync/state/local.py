@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from sync.core.hashing import first_distinct
 from sync.core.keys import KEY_TYPE, concat
-from sync.core.plan import PENDING_SCHEMA, Holding, no_pending
+from sync.core.plan import IDS_SCHEMA, PENDING_SCHEMA, Holding, no_ids, no_pending
 from sync.errors import HistoryError, StateError, foreign_errors
 from sync.report.model import JobReport
 from sync.state.files import (
@@ -46,6 +46,9 @@ from sync.state.files import (
 from sync.state.history import append_history, history_path, read_history
 from sync.state.seal import STATE_VERSION, drop_seal, job_lock
 
+# Version 2 (sync/state/seal.py) adds the contact ids learned by look-ups (column
+# target_ids); version 1 still loads.
+_READABLE_VERSIONS = (1, 2)
 _META_KEY = b"np6sync"
 _REMEDY = "run with --full-refresh to clear the segment and rebuild the state from the source"
 
@@ -113,20 +116,27 @@ class StateStore:
         return meta
 
     def _read_state_file(self) -> Holding:
-        self._check_metadata(self._read_schema_metadata())
+        meta = self._check_metadata(self._read_schema_metadata())
+        columns = ["key", "pending_since"] + (["target_ids"] if meta["version"] >= 2 else [])
         try:
-            table = pq.read_table(self.path, columns=["key", "pending_since"])
+            table = pq.read_table(self.path, columns=columns)
         except (OSError, pa.ArrowException, KeyError) as exc:
             raise StateError(f"{self.path}: unreadable state file ({exc}); {_REMEDY}") from None
         keys = table["key"].cast(KEY_TYPE)
         since = table["pending_since"].combine_chunks()
         pending = pa.Table.from_arrays([keys, since.cast(pa.string())], schema=PENDING_SCHEMA)
         pending = pending.filter(pc.is_valid(since)) if since.null_count < len(since) else None
-        return Holding(keys, pending=pending if pending is not None else no_pending())
+        ids = no_ids()
+        if "target_ids" in columns:
+            known = table["target_ids"].combine_chunks().cast(IDS_SCHEMA.field("ids").type)
+            if known.null_count < len(known):
+                ids = pa.Table.from_arrays([keys, known], schema=IDS_SCHEMA)
+                ids = ids.filter(pc.is_valid(known))
+        return Holding(keys, pending=pending if pending is not None else no_pending(), ids=ids)
 
     def _check_metadata(self, meta: dict[str, Any]) -> dict[str, Any]:
         where = str(self.path)
-        if meta.get("version") != STATE_VERSION:
+        if meta.get("version") not in _READABLE_VERSIONS:
             raise StateError(
                 f"{where}: state format version {meta.get('version')!r}, this np6-sync "
                 f"reads version {STATE_VERSION}; {_REMEDY}"
@@ -148,6 +158,7 @@ class StateStore:
         keys, pending, certain = holding.keys, holding.pending, True
         added: list[str] = []
         removed: list[str] = []
+        learned: dict[str, list[str]] = {}
         for number, event in enumerate(self._journal_events(), start=1):
             kind = event.get("event")
             if kind == "begin":
@@ -157,6 +168,8 @@ class StateStore:
             elif kind == "cleared":
                 keys, pending, certain = pa.array([], KEY_TYPE), no_pending(), True
                 added, removed = [], []
+            elif kind == "looked_up":
+                learned.update(zip(event["keys"], event["ids"], strict=True))
             elif kind == "added":
                 added.extend(event["keys"])
             elif kind == "removed":
@@ -171,7 +184,8 @@ class StateStore:
             gone = pa.array(removed, KEY_TYPE)
             keys = pc.filter(keys, pc.invert(pc.is_in(keys, value_set=gone)))
             pending = pending.filter(pc.invert(pc.is_in(pending["key"], value_set=gone)))
-        return Holding(keys, certain=certain, pending=pending)
+        ids = learn_ids(holding.ids, learned, keys)
+        return Holding(keys, certain=certain, pending=pending, ids=ids)
 
     def _journal_events(self) -> Iterator[dict[str, Any]]:
         fd = open_private(self.journal_path, os.O_RDONLY)
@@ -200,10 +214,13 @@ class StateStore:
         journal.record(begin_event(self.segment_id, self.key_definition, action))
         return journal
 
-    def save(self, keys: pa.Array, pending: pa.Table | None = None) -> None:
+    def save(
+        self, keys: pa.Array, pending: pa.Table | None = None, ids: pa.Table | None = None
+    ) -> None:
         """Write the state file atomically, then drop the journal it now contains.
 
-        ``pending`` lists the deferred removals (targets still in the segment).
+        ``pending`` lists the deferred removals (targets still in the segment); ``ids``
+        the contact ids learned for keys (only those of ``keys`` are kept).
         """
         meta = {
             "version": STATE_VERSION,
@@ -212,7 +229,11 @@ class StateStore:
             "updated_at": _now(),
         }
         schema = pa.schema(
-            [("key", KEY_TYPE), ("pending_since", pa.string())],
+            [
+                ("key", KEY_TYPE),
+                ("pending_since", pa.string()),
+                IDS_SCHEMA.field("ids").with_name("target_ids"),
+            ],
             metadata={_META_KEY: json.dumps(meta)},
         )
         keys = keys.cast(KEY_TYPE)
@@ -220,7 +241,11 @@ class StateStore:
             since = pc.take(pending["since"], pc.index_in(keys, value_set=pending["key"]))
         else:
             since = pa.nulls(len(keys), pa.string())
-        table = pa.Table.from_arrays([keys, since], schema=schema)
+        if ids is not None and len(ids):
+            known = pc.take(ids["ids"], pc.index_in(keys, value_set=ids["key"]))
+        else:
+            known = pa.nulls(len(keys), IDS_SCHEMA.field("ids").type)
+        table = pa.Table.from_arrays([keys, since, known], schema=schema)
         drop_seal(self.path)
         with atomic_write(self.path) as f:
             pq.write_table(table, f, compression="zstd")
@@ -298,6 +323,11 @@ class Journal:
     def removed(self, keys: Sequence[str]) -> None:
         self.record({"event": "removed", "keys": list(keys)})
 
+    def looked_up(self, key: str, ids: Sequence[str]) -> None:
+        """A look-up's answer, kept before anything is done with it: a run stopped before
+        the removal does not look the key up again."""
+        self.record({"event": "looked_up", "keys": [key], "ids": [list(ids)]})
+
     def close(self) -> None:
         os.close(self._fd)
 
@@ -306,6 +336,21 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def learn_ids(before: pa.Table, learned: dict[str, list[str]], keys: pa.Array) -> pa.Table:
+    """The ids known after a run: ``before``, updated by what it ``learned``, for the keys
+    the segment still holds (an id is useful only for a later removal)."""
+    if learned:
+        fresh = pa.Table.from_arrays(
+            [pa.array(list(learned), KEY_TYPE), pa.array(list(learned.values()))],
+            schema=IDS_SCHEMA,
+        )
+        stale = pc.is_in(before["key"], value_set=fresh["key"])
+        before = pa.concat_tables([before.filter(pc.invert(stale)), fresh])
+    if not len(before):
+        return before
+    return before.filter(pc.is_in(before["key"], value_set=keys))
 
 
 def _now() -> str:

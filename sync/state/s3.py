@@ -152,13 +152,15 @@ class RemoteStateStore:
         journal.on_close = self._forget_journal
         return journal
 
-    def save(self, keys: pa.Array, pending: pa.Table | None = None) -> None:
+    def save(
+        self, keys: pa.Array, pending: pa.Table | None = None, ids: pa.Table | None = None
+    ) -> None:
         """Write the state object whole, then delete the journal segments it contains."""
         self._flush_journal()
         self._check_lock()
         with tempfile.TemporaryDirectory(prefix=self._temp_prefix) as folder:
             local = self._local_store(Path(folder))
-            local.save(keys, pending)
+            local.save(keys, pending, ids)
             data = local.path.read_bytes()
         self._writing("write the state", self.objects.put, self.url, data)
         for segment in self._writing("list the journal", self.objects.list, self.journal_prefix):

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from sync.config import Job
     from sync.report.model import JobReport
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the state keeps contact ids learned by look-ups (local.py)
 SEAL_VERSION = 1
 _READ = 1 << 20  # hashing in 1 MiB reads keeps up with the disk, in little memory
 COUNTS = (

@@ -1,7 +1,7 @@
-"""The removal benchmark (issue 7): a segment of target ids, a few leave; each strategy.
+"""The removal benchmark (issues 7 and 13): a segment of targets, a few leave; each strategy.
 
     .venv/bin/python tests/bench/bench_removals.py [--targets 1000000] [--leaving 100]
-        [--latency-ms 20]
+        [--latency-ms 20] [--identify-by id,unicity]
 
 Generates ``--targets`` NP6 target ids (8 base-36 characters, a pure function of their
 index and SEED) into bench-data/removals/, and a source without ``--leaving`` of them. For
@@ -11,6 +11,11 @@ the job's state (no first-load push), then ``np6-sync run`` applies the source, 
 emulator at ``--latency-ms``. Requests are counted from what the emulator received; the
 segment is incomplete from the clear's arrival to the last PUT's arrival. Not a pytest
 module on purpose; helpers come from bench.py (the benchmark of issue 5).
+
+The unicity rows (``--identify-by unicity``) do the same with a job keyed by email: the
+emulator's account holds one contact per id, with the email ``<id>@bench.example``; the
+segment holds the ids, ``state import --from`` adopts the emails as the job's state, and
+per-target removal costs a look-up (``GET /targets?unicity=``) and a DELETE per email.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from bench import API_KEY, CHUNK_SIZE, DATA, NP6, SEED, Proc, run_process
 from bench import print_table as render_table
 
-from sync.emulator import Call, Emulator
+from sync.emulator import Call, Contacts, Emulator
 
 OUT = DATA / "removals"
 STRATEGIES = ("reload", "per_target", "defer", "auto")
@@ -73,29 +79,35 @@ def leaving_mask(count: int, leaving: int) -> np.ndarray:
     return mask
 
 
-def write_ids(path: Path, ids: pa.Array) -> Path:
+def emails_of(ids: pa.Array) -> pa.Array:
+    """Each contact's unicity value (unicity rows): its id, lower case, at a bench domain."""
+    return pc.binary_join_element_wise(pc.utf8_lower(ids), "@bench.example", "")
+
+
+def write_ids(path: Path, ids: pa.Array, column: str = "target_id") -> Path:
     temp = path.with_name(path.name + ".tmp")
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
     with temp.open("wb") as out:
-        out.write(b"target_id\n")  # pyarrow would quote the header
-        pacsv.write_csv(pa.table({"target_id": ids}), out, options)
+        out.write(column.encode() + b"\n")  # pyarrow would quote the header
+        pacsv.write_csv(pa.table({column: ids}), out, options)
     temp.replace(path)
     return path
 
 
-def write_job(strategy: str, segment: int, source: Path) -> Path:
-    name = f"removals-{strategy.replace('_', '-')}"
-    state = OUT / f"state-{strategy}" / f"{name}.parquet"
+def write_job(strategy: str, segment: int, source: Path, mode: str = "id") -> Path:
+    name = f"removals-{mode}-{strategy.replace('_', '-')}"
+    state = OUT / f"state-{mode}-{strategy}" / f"{name}.parquet"
     shutil.rmtree(state.parent, ignore_errors=True)
-    job = OUT / f"job-{strategy}.yaml"
+    job = OUT / f"job-{mode}-{strategy}.yaml"
+    column = "email" if mode == "unicity" else "target_id"
     job.write_text(
         f"""name: {name}
 segment_id: {segment}
 source:
   path: {source}
 targets:
-  identify_by: id
-  columns: [target_id]
+  identify_by: {mode}
+  columns: [{column}]
 state:
   path: {state}
 sync:
@@ -115,6 +127,8 @@ class Outcome:
     strategy: str
     proc: Proc
     report: dict[str, Any]
+    mode: str = "id"
+    lookup: int = 0  # GET /targets?unicity=
     put: int = 0
     clear: int = 0  # DELETE /segments/{id}/targets
     remove: int = 0  # DELETE /targets/{id}/segments/{id}
@@ -137,6 +151,8 @@ def count_calls(outcome: Outcome, calls: list[Call], segment: int) -> None:
             clears.append(call.at)
         elif call.method == "DELETE" and member_path.fullmatch(call.path):
             removes.append(call.at)
+        elif call.method == "GET" and call.path.startswith("/targets?unicity="):
+            outcome.lookup += 1
         else:
             outcome.other += 1
         outcome.failed += call.status is None or not 200 <= call.status < 300
@@ -160,20 +176,24 @@ def run_strategy(
     kept: set[str],
     gone: set[str],
     tag: str,
+    mode: str = "id",
+    held_file: Path | None = None,
 ) -> Outcome:
-    segment = SEGMENT_BASE + index
-    job = write_job(strategy, segment, source)
+    segment = SEGMENT_BASE + index + (len(STRATEGIES) if mode == "unicity" else 0)
+    job = write_job(strategy, segment, source, mode)
     emulator.set_members(segment, held)
 
-    adopt = run_process([NP6, "state", "import", str(job), "--from-segment", "--config",
-                         str(config)], env)  # fmt: skip
-    if adopt.code != 0 or f"{len(held):,} targets adopted" not in adopt.stdout:
+    # Unicity rows: the segment holds ids, the state the emails (a list it already holds).
+    origin = ["--from", str(held_file)] if mode == "unicity" else ["--from-segment"]
+    adopt = run_process([NP6, "state", "import", str(job), *origin, "--config", str(config)],
+                        env)  # fmt: skip
+    if adopt.code != 0 or f"{len(held):,} targets" not in adopt.stdout:
         raise SystemExit(f"{strategy}: state import exited {adopt.code}\n{adopt.stdout}\n"
                          f"{adopt.stderr[-3000:]}")  # fmt: skip
     print(f"  {strategy}: state adopted from segment {segment} in {adopt.wall:.1f} s",
           flush=True)  # fmt: skip
 
-    report_path = OUT / "reports" / f"{tag}-{strategy}.json"
+    report_path = OUT / "reports" / f"{tag}-{mode}-{strategy}.json"
     report_path.parent.mkdir(exist_ok=True)
     report_path.unlink(missing_ok=True)
     emulator.reset_calls()
@@ -186,7 +206,7 @@ def run_strategy(
         raise SystemExit(f"{strategy}: np6-sync run exited {proc.code}\n"
                          f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")  # fmt: skip
     report = json.loads(report_path.read_text())["jobs"][0]
-    outcome = Outcome(strategy, proc, report)
+    outcome = Outcome(strategy, proc, report, mode)
     count_calls(outcome, calls, segment)
 
     members = emulator.members(segment)
@@ -197,8 +217,9 @@ def run_strategy(
     check(outcome, outcome.segment_ok, f"segment holds {len(members):,}, want {len(want):,}")
     check_requests(outcome, chosen, len(kept), len(gone))
     print(
-        f"  {strategy}: {proc.wall:.2f} s, {report['status']} {report['action']}, "
-        f"PUT {outcome.put:,} clear {outcome.clear} remove {outcome.remove:,}, "
+        f"  {mode} {strategy}: {proc.wall:.2f} s, {report['status']} {report['action']}, "
+        f"PUT {outcome.put:,} clear {outcome.clear} look-up {outcome.lookup:,} "
+        f"remove {outcome.remove:,}, "
         f"incomplete {outcome.incomplete_s:.2f} s, pending {report['pending_removals']:,}, "
         f"segment {'ok' if outcome.segment_ok else 'WRONG'}",
         flush=True,
@@ -229,6 +250,8 @@ def check_requests(outcome: Outcome, chosen: str, kept: int, gone: int) -> None:
     }.get(chosen)
     got = (outcome.put, outcome.clear, outcome.remove)
     check(outcome, expected == got, f"{chosen}: PUT/clear/remove {got}, want {expected}")
+    lookups = gone if chosen == "per_target" and outcome.mode == "unicity" else 0
+    check(outcome, outcome.lookup == lookups, f"{outcome.lookup} look-ups, want {lookups}")
     check(outcome, outcome.other == 0 and outcome.failed == 0,
           f"{outcome.other} other request(s), {outcome.failed} failed")  # fmt: skip
     requests = report["requests"]
@@ -250,7 +273,8 @@ def check_requests(outcome: Outcome, chosen: str, kept: int, gone: int) -> None:
 
 
 def print_table(outcomes: list[Outcome], notes: list[str]) -> None:
-    heads = ["strategy", "action", "PUT", "DEL seg", "DEL target", "requests",
+    heads = ["mode", "strategy", "action", "PUT", "DEL seg", "GET look-up", "DEL target",
+             "requests",
              "cost req", "cost incompl", "wall s", "push s", "RSS MiB", "incomplete s",
              "pending", "segment", "checks"]  # fmt: skip
     lines = []
@@ -260,14 +284,15 @@ def print_table(outcomes: list[Outcome], notes: list[str]) -> None:
         label = o.strategy if chosen == o.strategy else f"{o.strategy} ({chosen})"
         want = "source + pending" if chosen == "defer" else "source"
         lines.append([
-            label, o.report["action"], f"{o.put:,}", f"{o.clear:,}", f"{o.remove:,}",
-            f"{o.put + o.clear + o.remove + o.other:,}", f"{cost.get('requests', 0):,}",
+            o.mode, label, o.report["action"], f"{o.put:,}", f"{o.clear:,}", f"{o.lookup:,}",
+            f"{o.remove:,}",
+            f"{o.put + o.clear + o.lookup + o.remove + o.other:,}", f"{cost.get('requests', 0):,}",
             f"{cost.get('incomplete_requests', 0):,}", f"{o.proc.wall:.2f}",
             f"{o.report.get('phase_s', {}).get('push', 0.0):.2f}", f"{o.proc.rss_mib:.0f}",
             f"{o.incomplete_s:.2f}", f"{o.report['pending_removals']:,}",
             f"{'=' if o.segment_ok else '!='} {want}", "ok" if not o.checks else "FAIL",
         ])  # fmt: skip
-    render_table(heads, lines, left={0, 1, 13, 14})
+    render_table(heads, lines, left={0, 1, 2, 15, 16})
     for o in outcomes:
         for problem in o.checks:
             print(f"FAIL {o.strategy}: {problem}")
@@ -283,7 +308,13 @@ def main() -> int:
     parser.add_argument(
         "--strategies", default=",".join(STRATEGIES), help="comma-separated, in this order"
     )
+    parser.add_argument(
+        "--identify-by", default="id,unicity", help="id, unicity or both (comma-separated)"
+    )
     args = parser.parse_args()
+    modes = [m.strip() for m in args.identify_by.split(",") if m.strip()]
+    if set(modes) - {"id", "unicity"}:
+        parser.error("--identify-by takes id, unicity or both")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if unknown := set(strategies) - set(STRATEGIES):
         parser.error(f"unknown strategies {sorted(unknown)}")
@@ -305,19 +336,30 @@ def main() -> int:
     kept = set(held) - gone
     config = OUT / "cfg.yaml"
     config.write_text(SETTINGS + "\n")
+    contacts = None
+    if "unicity" in modes:  # one contact per id, its email the unicity value
+        emails = emails_of(ids)
+        held_emails = write_ids(OUT / f"emails-{size_tag(args.targets)}.csv", emails, "email")
+        email_source = write_ids(OUT / f"email-source-{tag}.csv",
+                                 emails.filter(pa.array(~mask)), "email")  # fmt: skip
+        contacts = Contacts({i: (e,) for i, e in zip(held, emails.to_pylist(), strict=True)})
+        del emails
     print(f"  data: {len(held):,} ids, source {source.name} ({len(kept):,} ids), "
           f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
 
     outcomes = []
-    with Emulator(API_KEY, latency_s=args.latency_ms / 1000) as emulator:
+    with Emulator(API_KEY, latency_s=args.latency_ms / 1000, contacts=contacts) as emulator:
         env = {**os.environ, "NP6_API_KEY": API_KEY, "NP6_BASE_URL": emulator.url}
-        for strategy in strategies:
-            index = STRATEGIES.index(strategy)
-            outcomes.append(run_strategy(index, strategy, emulator, env, config, source, held,
-                                         kept, gone, tag))  # fmt: skip
+        for mode in modes:
+            for strategy in strategies:
+                index = STRATEGIES.index(strategy)
+                files = (source, None) if mode == "id" else (email_source, held_emails)
+                outcomes.append(run_strategy(index, strategy, emulator, env, config, files[0],
+                                             held, kept, gone, tag, mode, files[1]))  # fmt: skip
 
     costs = {
-        "; ".join(
+        f"{o.mode}: "
+        + "; ".join(
             f"{name} {cost['requests']:,} ({cost['incomplete_requests']:,} incomplete)"
             for name, cost in sorted(o.report["removal_costs"].items())
         )
@@ -328,21 +370,26 @@ def main() -> int:
         f"emulator latency {args.latency_ms:g} ms; settings {SETTINGS}; chunk_size "
         f"{CHUNK_SIZE}",
         "removal_costs, requests (of which while the segment is incomplete), "
-        + ("the same in every report: " if len(costs) == 1 else "DIFFERING between reports: ")
+        + (
+            "the same in every report of a mode: "
+            if len(costs) == len(modes)
+            else "DIFFERING between reports: "
+        )
         + " | ".join(sorted(costs)),
         "cost req / cost incompl: the report's removal_costs for the strategy the run took; "
         "requests: what the emulator received (PUT, DELETE /segments/{id}/targets, "
-        "DELETE /targets/{id}/segments/{id})",
+        "DELETE /targets/{id}/segments/{id}, GET /targets?unicity=)",
         "incomplete s: from the clear's arrival to the last PUT's arrival (Call.at); "
         "wall s: the whole `np6-sync run` subprocess (start, reading the source, state write)",
     ]
     for o in outcomes:
         if o.remove:
-            notes.append(f"{o.strategy}: the {o.remove} per-target DELETEs arrived over "
-                         f"{o.removal_span_s:.2f} s (the segment is never incomplete)")  # fmt: skip
+            notes.append(f"{o.mode} {o.strategy}: the {o.remove} per-target DELETEs "
+                         f"arrived over {o.removal_span_s:.2f} s (the segment is never "
+                         "incomplete)")  # fmt: skip
         if o.report["pending_removals"]:
-            notes.append(f"{o.strategy}: {o.report['pending_removals']:,} removals pending "
-                         f"since {o.report['oldest_pending_removal']}; reason: "
+            notes.append(f"{o.mode} {o.strategy}: {o.report['pending_removals']:,} removals "
+                         f"pending since {o.report['oldest_pending_removal']}; reason: "
                          f"{o.report['reason']}")  # fmt: skip
     print_table(outcomes, notes)
     failed = sum(bool(o.checks) for o in outcomes)

@@ -1,0 +1,129 @@
+"""Per-target removal by unicity value: look the contact's id up, then remove that id.
+
+A unicity value is personal data (an email, a customer number): nothing here names it in a
+message; the client names a look-up by a digest of its value. Each look-up's answer is
+journaled before it is acted on, so a run stopped in between repeats no look-up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from sync.errors import ApiError, FatalApiError, SyncError, UnexpectedAnswerError
+from sync.np6.client import NP6Client
+from sync.state.local import Journal
+
+
+class LookupUnavailable(SyncError):
+    """The account answers the look-up or the per-target removal as if it had no such
+    call (404/405 for the route itself, or an answer of another shape): the job falls
+    back to a reload."""
+
+
+@dataclass
+class LookupStats:
+    lookups: int = 0  # look-ups answered
+    not_found: int = 0  # keys whose look-up found no contact: dropped from the state
+    several: int = 0  # keys whose look-up found several contacts: each removed
+    ids_removed: int = 0  # DELETEs answered 204
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, **changes: int) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+class UnicityRemover:
+    """Removes one key (a unicity value) from the segment: the ids known from an earlier
+    run, else a look-up; an id NP6 no longer knows is looked up again, once."""
+
+    def __init__(
+        self,
+        client: NP6Client,
+        segment_id: int,
+        journal: Journal,
+        known: pa.Table,
+        confirm_segment: Callable[[], None],
+        stats: LookupStats,
+    ) -> None:
+        self._client = client
+        self._segment_id = segment_id
+        self._journal = journal
+        self._known = dict(zip(known["key"].to_pylist(), known["ids"].to_pylist(), strict=True))
+        self._confirm_segment = confirm_segment
+        self.stats = stats
+
+    def remove(self, key: str) -> None:
+        """Journals ``removed`` once every contact of ``key`` is out of the segment."""
+        ids = self._known.get(key)
+        fresh = ids is None
+        if ids is None:
+            ids = self._look_up(key)
+        if len(ids) > 1:
+            self.stats.count(several=1)
+        for target_id in ids:
+            if self._delete(target_id):
+                continue
+            if not fresh:  # an id learned earlier: the contact may have been replaced
+                self._known.pop(key, None)
+                self.remove(key)
+                return
+            self._confirm_segment()  # a 404 is "already gone" only for a known segment
+        if not ids:
+            self.stats.count(not_found=1)
+        self._journal.removed([key])
+
+    def _look_up(self, key: str) -> list[str]:
+        try:
+            ids = self._client.lookup(key)
+        except UnexpectedAnswerError as error:
+            raise LookupUnavailable(
+                f"the contact look-up ({error.call}) answered in a shape np6-sync cannot read"
+            ) from None
+        except FatalApiError as error:
+            if _route_missing(error):
+                raise LookupUnavailable(
+                    f"the contact look-up (GET /targets?unicity=) answered {error.status}: "
+                    "this account seems not to have it"
+                ) from None
+            if error.status != 404:
+                raise _without_value(error, key) from None
+            ids = []  # NP6's "target not found": no contact holds this value
+        except ApiError as error:
+            raise _without_value(error, key) from None
+        self.stats.count(lookups=1)
+        self._journal.looked_up(key, ids)
+        return ids
+
+    def _delete(self, target_id: str) -> bool:
+        try:
+            gone = self._client.remove_target(self._segment_id, target_id)
+        except FatalApiError as error:
+            if error.status == 405:
+                raise LookupUnavailable(
+                    "the per-target removal (DELETE /targets/{id}/segments/{segment}) "
+                    "answered 405: this account seems not to have it"
+                ) from None
+            raise
+        if gone:
+            self.stats.count(ids_removed=1)
+        return gone
+
+
+def _route_missing(error: FatalApiError) -> bool:
+    """405, or a 404 that does not speak of a target (NP6's "target or segment not found"
+    is about a value; a route NP6 does not have answers 404 without those words)."""
+    if error.status == 405:
+        return True
+    return error.status == 404 and "target" not in error.detail.lower()
+
+
+def _without_value(error: ApiError, key: str) -> ApiError:
+    """The same error, with the looked-up value cut from NP6's words if it echoed it."""
+    detail = error.detail.replace(key, "(the value)") if key else error.detail
+    return type(error)(error.call, error.status, error.request_id, detail, error.retry_after)
