@@ -197,7 +197,7 @@ def preflight(
             "that match no contact); `np6-sync state import` records them first"
         )
     rules, unicity = job.sync, job.targets.identify_by == "unicity"
-    if plan.clears and unicity and rules.lookup_sample and not force:
+    if plan.clears and unicity and rules.lookup_sample and rules.lookups and not force:
         sample = look_up(client, plan.send, rules.lookup_sample)
         if sample.unavailable:
             result.notice(f"cannot check the keys before the clear: {sample.unavailable}")

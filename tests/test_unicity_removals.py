@@ -109,7 +109,7 @@ def test_auto_removes_one_by_one_when_that_costs_no_more(tmp_path, emulator, cli
     write_csv(tmp_path / "list.csv", emails(70, 5000))
     emulator.reset_calls()
     assert cli("run", job).code == 0
-    assert len(deletes(emulator, "/segments/")) == 1 and lookups(emulator) == []
+    assert len(deletes(emulator, "/segments/")) == 1 and deletes(emulator, "/targets/") == []
     assert emulator.members(SEGMENT) == ids(70, 5000)
 
 
