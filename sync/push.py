@@ -49,10 +49,8 @@ def push_plan(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     watch: Watch | None = None,
-    known_ids: pa.Table | None = None,
 ) -> PushResult:
-    """Carry out ``plan`` for ``job``, journaling each acknowledged step; ``known_ids``:
-    the contact ids earlier runs learned (unicity mode)."""
+    """Carry out ``plan`` for ``job``, journaling each acknowledged step."""
     return push(
         plan,
         client,
@@ -65,7 +63,6 @@ def push_plan(
         progress=progress,
         watch=watch,
         by_value=job.targets.identify_by == "unicity",
-        known_ids=known_ids,
     )
 
 
@@ -82,11 +79,10 @@ def push(
     progress: Progress | None = None,
     watch: Watch | None = None,
     by_value: bool = False,
-    known_ids: pa.Table | None = None,
 ) -> PushResult:
     """Apply ``plan`` to the segment; ``watch`` may stop the PUTs, as a failure does;
     ``by_value``: ``plan.remove`` holds unicity values, whose contact ids are looked up
-    (or taken from ``known_ids``).
+    (or taken from ``plan.known_ids``).
 
     An error of the clear is raised; the first error of a later step (NP6's, or the
     journal's disk) stops the sending: the steps in flight finish (and are journaled), the
@@ -117,7 +113,7 @@ def push(
     if result.error is None and len(plan.remove):
         if by_value:
             result.lookups = LookupStats()
-        remove = _remover(client, segment_id, journal, known_ids, result.lookups)
+        remove = _remover(client, segment_id, journal, plan.known_ids, result.lookups)
 
         def removed(one: list[str], count: int) -> None:
             result.targets_removed += count

@@ -184,7 +184,6 @@ def _plan(run: JobRun) -> None:
             run.keyset.keys,
             run.job.sync,
             by_id=run.job.targets.identify_by == "id",
-            lookups=run.job.sync.lookups,
             full_refresh=run.options.full_refresh,
         )
     _count_plan(run.report, run.plan, run.job)
@@ -247,7 +246,6 @@ def _apply(run: JobRun) -> None:
                     stop=run.stop,
                     progress=run.progress,
                     watch=checked.watch,
-                    known_ids=run.holding.ids,
                 )
         except BaseException:
             _save_acknowledged(run, after_failure=True)
@@ -376,13 +374,8 @@ def _count_plan(report: JobReport, plan: Plan, job: Job) -> None:
 
 def _count_requests(report: JobReport, client: NP6Client) -> None:
     stats = client.stats
-    report.requests = Requests(
-        put=stats.calls.get("put", 0),
-        delete=stats.calls.get("delete", 0),
-        post=stats.calls.get("post", 0),
-        get=stats.calls.get("get", 0),
-        retries=stats.retries,
-    )
+    calls = {method: stats.calls.get(method, 0) for method in ("put", "delete", "post", "get")}
+    report.requests = Requests(**calls, retries=stats.retries)
     report.retry_wait_s = stats.retry_wait_s
     report.rate_limit_wait_s = stats.rate_limit_wait_s
     report.lowest_concurrency = client.gate.lowest

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from sync.config import SyncConfig
 from sync.core.keys import KEY_TYPE, KeySet
-from sync.core.plan import PENDING_SCHEMA, Cost, Holding, check_safeguards, make_plan
+from sync.core.plan import IDS_SCHEMA, PENDING_SCHEMA, Cost, Holding, check_safeguards, make_plan
 
 
 def arr(values: list[str]) -> pa.Array:
@@ -155,7 +155,28 @@ def test_removal_costs_are_computed_for_each_strategy() -> None:
         "per_target": Cost(10 + 2, 0),
     }
     unicity = make_plan(holding(IDS[:100]), arr(IDS[10:160]), SyncConfig())
-    assert "per_target" not in unicity.costs
+    assert unicity.costs["per_target"] == Cost(2 * 10 + 2, 0)  # a look-up and a removal
+    off = make_plan(holding(IDS[:100]), arr(IDS[10:160]), SyncConfig(lookups=False))
+    assert "per_target" not in off.costs
+
+
+def test_an_id_already_known_saves_its_look_up() -> None:
+    known = pa.table(
+        {"key": arr(IDS[:4]), "ids": pa.array([["00000001"]] * 4, pa.list_(pa.string()))},
+        schema=IDS_SCHEMA,
+    )
+    held = Holding(arr(IDS[:100]), ids=known)
+    plan = make_plan(held, arr(IDS[10:100]), SyncConfig(removals="per_target"))
+    assert (plan.lookups, plan.costs["per_target"].requests) == (6, 16)
+    assert plan.known_ids is not None and len(plan.known_ids) == 4
+    assert "6 look-up(s) of contact ids" in plan.reason
+
+
+def test_auto_removes_by_look_up_when_that_costs_no_more_than_a_reload() -> None:
+    # 100 keys, 2 leave: a reload is 1 + 2 requests, per target 2 + 2: a reload.
+    assert make_plan(holding(IDS[:100]), arr(IDS[2:100]), SyncConfig()).action == "reload"
+    # 1 leaves: 2 requests against 3.
+    assert make_plan(holding(IDS[:100]), arr(IDS[1:100]), SyncConfig()).action == "update"
 
 
 def test_auto_removes_few_targets_one_by_one_in_id_mode() -> None:
@@ -171,13 +192,15 @@ def test_auto_reloads_when_removing_one_by_one_costs_more() -> None:
     assert plan.action == "reload"
 
 
-def test_unicity_mode_can_only_reload() -> None:
-    rules = SyncConfig(removals="per_target")
+def test_unicity_mode_without_look_ups_can_only_reload() -> None:
+    rules = SyncConfig(removals="per_target", lookups=False)
     assert make_plan(holding(IDS), arr(IDS[10:]), rules).action == "reload"
 
 
 def test_deferred_removals_wait_then_apply_in_one_reload() -> None:
-    rules = SyncConfig(removals="defer", defer_removals_ratio=0.01, defer_removals_days=7)
+    rules = SyncConfig(
+        removals="defer", defer_removals_ratio=0.01, defer_removals_days=7, lookups=False
+    )
     day = date(2026, 3, 1)
     first = make_plan(holding(IDS[:1000]), arr(IDS[5:1000]), rules, today=day)
     assert first.action == "none" and first.pending_changed

@@ -75,6 +75,7 @@ class Plan:
     pending: pa.Table = field(default_factory=no_pending)  # deferred after this run
     pending_changed: bool = False  # the state must be saved even if nothing is sent
     lookups: int = 0  # unicity mode: keys of ``remove`` whose contact id must be looked up
+    known_ids: pa.Table | None = None  # unicity mode: the ids of ``remove`` runs learned
 
     @property
     def clears(self) -> bool:
@@ -90,7 +91,6 @@ def make_plan(
     rules: SyncConfig,
     *,
     by_id: bool = False,
-    lookups: bool = False,
     full_refresh: bool = False,
     today: date | None = None,
 ) -> Plan:
@@ -98,7 +98,8 @@ def make_plan(
     added_keys, gone = _diff(source, previous)
     empty = pa.array([], KEY_TYPE)
     # Unicity mode: each removal needs the contact's id, a look-up unless a run learned it.
-    to_look_up = _unknown_ids(gone, holding.ids) if lookups and not by_id else 0
+    lookups = rules.lookups and not by_id
+    to_look_up = _unknown_ids(gone, holding.ids) if lookups else 0
     removals = len(gone) + to_look_up
     costs = _costs(len(source), len(added_keys), removals, rules.chunk_size, by_id or lookups)
     base = Plan(
@@ -125,8 +126,11 @@ def make_plan(
     def one_by_one(why: str) -> Plan:
         reason = why + _one_by_one_reason(len(gone), to_look_up, costs)
         changed = len(holding.pending) > 0
+        known = (
+            holding.ids.filter(pc.is_in(holding.ids["key"], value_set=gone)) if lookups else None
+        )
         return plan("update", added_keys, reason, remove=gone, pending_changed=changed,
-                    lookups=to_look_up)  # fmt: skip
+                    lookups=to_look_up, known_ids=known)  # fmt: skip
 
     strategy = choose_strategy(rules.removals, costs)
     if strategy == "per_target":
