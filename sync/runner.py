@@ -184,6 +184,7 @@ def _plan(run: JobRun) -> None:
             run.keyset.keys,
             run.job.sync,
             by_id=run.job.targets.identify_by == "id",
+            lookups=run.job.sync.lookups,
             full_refresh=run.options.full_refresh,
         )
     _count_plan(run.report, run.plan, run.job)

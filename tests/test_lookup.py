@@ -24,7 +24,7 @@ def remove_two(tmp_path: Path, respond) -> tuple[PushResult, Loopback, StateStor
     store = StateStore(tmp_path / "state.parquet", SEGMENT, {"columns": ["email"]})
     store.save(pa.array(KEYS, KEY_TYPE))
     rules = SyncConfig(max_removed_ratio=1.0, removals="per_target")
-    plan = make_plan(store.load(), pa.array(KEYS[2:], KEY_TYPE), rules)
+    plan = make_plan(store.load(), pa.array(KEYS[2:], KEY_TYPE), rules, lookups=True)
     assert (plan.action, plan.lookups) == ("update", 2)
     with Loopback(respond) as server:
         client = np6_client(server)

@@ -155,9 +155,9 @@ def test_removal_costs_are_computed_for_each_strategy() -> None:
         "per_target": Cost(10 + 2, 0),
     }
     unicity = make_plan(holding(IDS[:100]), arr(IDS[10:160]), SyncConfig())
-    assert unicity.costs["per_target"] == Cost(2 * 10 + 2, 0)  # a look-up and a removal
-    off = make_plan(holding(IDS[:100]), arr(IDS[10:160]), SyncConfig(lookups=False))
-    assert "per_target" not in off.costs
+    assert "per_target" not in unicity.costs
+    by_value = make_plan(holding(IDS[:100]), arr(IDS[10:160]), SyncConfig(), lookups=True)
+    assert by_value.costs["per_target"] == Cost(2 * 10 + 2, 0)  # a look-up and a removal
 
 
 def test_an_id_already_known_saves_its_look_up() -> None:
@@ -166,17 +166,28 @@ def test_an_id_already_known_saves_its_look_up() -> None:
         schema=IDS_SCHEMA,
     )
     held = Holding(arr(IDS[:100]), ids=known)
-    plan = make_plan(held, arr(IDS[10:100]), SyncConfig(removals="per_target"))
+    plan = make_plan(held, arr(IDS[10:100]), SyncConfig(removals="per_target"), lookups=True)
     assert (plan.lookups, plan.costs["per_target"].requests) == (6, 16)
     assert plan.known_ids is not None and len(plan.known_ids) == 4
     assert "6 look-up(s) of contact ids" in plan.reason
 
 
 def test_auto_removes_by_look_up_when_that_costs_no_more_than_a_reload() -> None:
-    # 100 keys, 2 leave: a reload is 1 + 2 requests, per target 2 + 2: a reload.
-    assert make_plan(holding(IDS[:100]), arr(IDS[2:100]), SyncConfig()).action == "reload"
+    # 100 keys, 2 leave: a reload is 1 + 2 requests, per target 2 * 2: a reload.
+    two = make_plan(holding(IDS[:100]), arr(IDS[2:100]), SyncConfig(), lookups=True)
+    assert two.action == "reload"
     # 1 leaves: 2 requests against 3.
-    assert make_plan(holding(IDS[:100]), arr(IDS[1:100]), SyncConfig()).action == "update"
+    one = make_plan(holding(IDS[:100]), arr(IDS[1:100]), SyncConfig(), lookups=True)
+    assert one.action == "update"
+
+
+def test_due_deferred_removals_go_one_by_one_when_that_is_cheaper() -> None:
+    rules = SyncConfig(removals="defer", defer_removals_days=7)
+    pending = pa.Table.from_pylist([{"key": IDS[100], "since": "2026-02-01"}], PENDING_SCHEMA)
+    held = Holding(arr(IDS[:101]), pending=pending)
+    plan = make_plan(held, arr(IDS[:100]), rules, lookups=True, today=date(2026, 3, 1))
+    assert (plan.action, plan.remove.to_pylist(), plan.lookups) == ("update", [IDS[100]], 1)
+    assert "waits since 2026-02-01" in plan.reason and len(plan.pending) == 0
 
 
 def test_auto_removes_few_targets_one_by_one_in_id_mode() -> None:
@@ -192,15 +203,13 @@ def test_auto_reloads_when_removing_one_by_one_costs_more() -> None:
     assert plan.action == "reload"
 
 
-def test_unicity_mode_without_look_ups_can_only_reload() -> None:
-    rules = SyncConfig(removals="per_target", lookups=False)
+def test_unicity_mode_can_only_reload() -> None:
+    rules = SyncConfig(removals="per_target")
     assert make_plan(holding(IDS), arr(IDS[10:]), rules).action == "reload"
 
 
 def test_deferred_removals_wait_then_apply_in_one_reload() -> None:
-    rules = SyncConfig(
-        removals="defer", defer_removals_ratio=0.01, defer_removals_days=7, lookups=False
-    )
+    rules = SyncConfig(removals="defer", defer_removals_ratio=0.01, defer_removals_days=7)
     day = date(2026, 3, 1)
     first = make_plan(holding(IDS[:1000]), arr(IDS[5:1000]), rules, today=day)
     assert first.action == "none" and first.pending_changed

@@ -107,20 +107,12 @@ def test_a_pending_removal_that_is_dropped_changes_the_state(
 
 
 def test_a_due_deferral_reloads_every_key_and_clears_the_pending_list() -> None:
-    rules = SyncConfig(removals="defer", defer_removals_days=7, lookups=False)
+    rules = SyncConfig(removals="defer", defer_removals_days=7)
     holding = Holding(arr(IDS[:101]), pending=pending(IDS[100], since="2026-02-01"))
     plan = plan_of(holding, arr(IDS[:100]), rules, today=DAY)
     assert plan.action == "reload"
     assert plan.send.to_pylist() == IDS[:100]
     assert plan.pending_changed and len(plan.pending) == 0
-
-
-def test_a_due_deferral_goes_one_by_one_when_that_is_cheaper() -> None:
-    rules = SyncConfig(removals="defer", defer_removals_days=7)
-    holding = Holding(arr(IDS[:101]), pending=pending(IDS[100], since="2026-02-01"))
-    plan = plan_of(holding, arr(IDS[:100]), rules, today=DAY)
-    assert (plan.action, plan.remove.to_pylist(), plan.lookups) == ("update", [IDS[100]], 1)
-    assert "waits since 2026-02-01" in plan.reason and len(plan.pending) == 0
 
 
 RELOAD_3 = {"reload": Cost(3, 2), "defer": Cost(0, 0)}

@@ -91,6 +91,7 @@ def make_plan(
     rules: SyncConfig,
     *,
     by_id: bool = False,
+    lookups: bool = False,
     full_refresh: bool = False,
     today: date | None = None,
 ) -> Plan:
@@ -98,7 +99,7 @@ def make_plan(
     added_keys, gone = _diff(source, previous)
     empty = pa.array([], KEY_TYPE)
     # Unicity mode: each removal needs the contact's id, a look-up unless a run learned it.
-    lookups = rules.lookups and not by_id
+    lookups = lookups and not by_id  # unicity mode, with sync.lookups
     to_look_up = _unknown_ids(gone, holding.ids) if lookups else 0
     removals = len(gone) + to_look_up
     costs = _costs(len(source), len(added_keys), removals, rules.chunk_size, by_id or lookups)
