@@ -101,8 +101,7 @@ def make_plan(
     # Unicity mode: each removal needs the contact's id, a look-up unless a run learned it.
     lookups = lookups and not by_id  # unicity mode, with sync.lookups
     to_look_up = _unknown_ids(gone, holding.ids) if lookups else 0
-    removals = len(gone) + to_look_up
-    costs = _costs(len(source), len(added_keys), removals, rules.chunk_size, by_id or lookups)
+    costs = _costs(len(source), len(added_keys), len(gone) + to_look_up, rules, by_id or lookups)
     base = Plan(
         "none", empty, empty, len(added_keys), len(gone), len(previous), len(source), "", costs
     )
@@ -174,9 +173,12 @@ def _unknown_ids(gone: pa.Array, ids: pa.Table) -> int:
     return len(gone) - int(pc.sum(pc.is_in(gone, value_set=ids["key"])).as_py() or 0)
 
 
-def _costs(source: int, added: int, removals: int, chunk: int, per_target: bool) -> dict[str, Cost]:
+def _costs(
+    source: int, added: int, removals: int, rules: SyncConfig, per_target: bool
+) -> dict[str, Cost]:
     """``removals``: the requests that remove the leaving targets one by one, look-ups
     of their contact ids included."""
+    chunk = rules.chunk_size
     reload_puts = math.ceil(source / chunk)
     costs = {
         "reload": Cost(1 + reload_puts, reload_puts),
