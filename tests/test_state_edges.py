@@ -97,7 +97,7 @@ def test_the_begin_record_names_the_run(tmp_path: Path) -> None:
     at = begin.pop("at")
     assert begin == {
         "event": "begin",
-        "version": 1,
+        "version": 2,
         "segment_id": 7,
         "key_definition": DEFINITION,
         "action": "update",
@@ -132,7 +132,7 @@ def test_info_reports_the_metadata(tmp_path: Path) -> None:
     s.save(keys("a", "b", "c"))
     info = s.info()
     assert info is not None
-    assert (info.version, info.segment_id, info.key_definition, info.keys) == (1, 7, DEFINITION, 3)
+    assert (info.version, info.segment_id, info.key_definition, info.keys) == (2, 7, DEFINITION, 3)
     assert info.updated_at.endswith("+00:00")
 
 
