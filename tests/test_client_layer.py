@@ -448,3 +448,23 @@ def test_a_factorys_client_counts_its_retries_redacts_and_stops_at_the_deadline(
     np6.session.mount("https://", Scripted([(503, {"Retry-After": "0"}, b""), (200, {}, b"1")]))
     assert np6.add_targets(7, ["a"]) == 1
     assert np6.stats.retries == 1 and np6.stats.calls["put"] == 1
+
+
+def test_each_retry_is_logged_with_its_wait_and_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors = [RetriableApiError("PUT /x", 503, "req-7", retry_after=2.5)]
+
+    def call() -> str:
+        if errors:
+            raise errors.pop()
+        return "done"
+
+    policy = retry_policy(RetryConfig(max_attempts=2), deadline=1e18, sleep=lambda s: None)
+    with caplog.at_level("WARNING", logger="np6sync.np6"):
+        for attempt in policy:
+            with attempt:
+                assert call() == "done"
+    (record,) = caplog.records
+    assert record.getMessage() == "PUT /x: HTTP 503 (x-request-id req-7); retry 1 in 2.5s"
+    assert (record.phase, record.request_id) == ("retry", "req-7")  # type: ignore[attr-defined]

@@ -152,3 +152,18 @@ def test_the_removal_ratio_does_not_refuse_a_plan_that_removes_nothing(
     assert plan.action == "append" and plan.removed == 5
     keyset = KeySet(arr(IDS[5:12]), 7, 7, pa.table({"row": []}))
     assert check_safeguards(plan, keyset, config) == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "filtered", "problems"),
+    [
+        pytest.param(0, 5, ["source.where keeps none of the source's 5 rows"], id="none-kept"),
+        pytest.param(0, 0, ["the source has no rows"], id="no-rows"),
+        pytest.param(1, 5, [], id="one-kept"),
+    ],
+)
+def test_a_filter_that_keeps_no_row_is_refused(rows: int, filtered: int, problems: list[str]):
+    keys = IDS[:rows]
+    keyset = KeySet(arr(keys), rows, rows, pa.table({"row": []}), rows_filtered=filtered)
+    plan = plan_of(Holding.empty(), arr(keys), SyncConfig(min_rows=0))
+    assert check_safeguards(plan, keyset, SyncConfig(min_rows=0)) == problems

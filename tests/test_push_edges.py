@@ -11,12 +11,13 @@ import pytest
 import requests
 import requests.adapters
 
-from conftest import API_KEY, SEGMENT
-from sync.config import RetryConfig, Settings, SyncConfig
+from conftest import API_KEY, SEGMENT, make_job
+from sync.config import RetryConfig, Settings, SyncConfig, load_job
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import Holding, make_plan
+from sync.errors import FatalApiError, NotTakenError, StorageError
 from sync.np6.client import NP6Client, make_session, retry_policy
-from sync.push import PushResult, push
+from sync.push import PushResult, push, push_plan
 from sync.state.local import StateStore
 
 IDS = [f"{n:08d}" for n in range(300)]
@@ -32,7 +33,7 @@ class Recorder(requests.adapters.BaseAdapter):
         self, put_status: int = 200, delete_status: int = 204, on_put=None, on_delete=None
     ) -> None:
         super().__init__()
-        self.status = {"PUT": put_status, "DELETE": delete_status}
+        self.status = {"PUT": put_status, "DELETE": delete_status, "GET": 200}
         self.hooks = {"PUT": on_put, "DELETE": on_delete}
         self.sent: list[requests.PreparedRequest] = []
         self.in_flight = self.most_in_flight = 0
@@ -55,6 +56,7 @@ class Recorder(requests.adapters.BaseAdapter):
             hook(count)
         answer = requests.Response()
         answer.request, answer.status_code = request, self.status.get(method, 200)
+        answer.headers["x-request-id"] = f"req-{len(self.sent)}"
         answer._content = str(request.body.count(b",") + 1).encode() if request.body else b""
         return answer
 
@@ -121,10 +123,13 @@ def test_the_progress_sees_each_phase_and_every_target(tmp_path: Path) -> None:
     plan = update_plan()
     assert (plan.action, len(plan.send), len(plan.remove)) == ("update", 60, 3)
     progress = Recording()
-    result = run(tmp_path, plan, Recorder(), concurrency=1, progress=progress)
+    recorder = Recorder()
+    result = run(tmp_path, plan, recorder, concurrency=1, progress=progress)
     assert (result.targets_sent, result.targets_removed) == (60, 3)
     starts = [e for kind, e in progress.events if kind == "start"]
     assert starts == [("push", 60), ("remove", 3)]
+    deletes = [r.url for r in recorder.sent if r.method == "DELETE"]
+    assert deletes == [f"https://np6.invalid/targets/{i}/segments/{SEGMENT}" for i in IDS[:3]]
     advances = [e for kind, e in progress.events if kind == "advance"]
     assert sorted(advances) == [1, 1, 1, 10, 50]
     assert [kind for kind, _ in progress.events].count("finish") == 2
@@ -179,3 +184,115 @@ def test_no_more_requests_in_flight_than_the_concurrency(tmp_path: Path, concurr
     assert result.chunks_acknowledged == 6
     # The client's own gate allows 4: only the push's pool keeps this to its concurrency.
     assert recorder.most_in_flight <= concurrency
+
+
+def test_an_error_the_watch_returns_stops_the_sending(tmp_path: Path) -> None:
+    plan = make_plan(Holding.empty(), pa.array(IDS[:300], KEY_TYPE), SyncConfig())
+    stop_now = NotTakenError("too few taken")
+    seen: list[int] = []
+
+    def watch(chunk: list[str], accepted: int) -> NotTakenError | None:
+        seen.append(accepted)
+        return stop_now
+
+    recorder = Recorder()
+    result = run(tmp_path, plan, recorder, concurrency=1, watch=watch)
+    assert result.error is stop_now
+    assert seen[0] == 50
+    assert recorder.methods().count("PUT") < 6  # the chunks queued behind it stay unsent
+
+
+@pytest.mark.parametrize(
+    ("plan", "raised"),
+    [
+        pytest.param(lambda: make_plan(Holding.empty(), pa.array(IDS[:3], KEY_TYPE), SyncConfig()),
+                     False, id="adding"),
+        pytest.param(lambda: removal_plan(2), False, id="removing"),
+        pytest.param(lambda: make_plan(Holding.empty(), pa.array(IDS[:3], KEY_TYPE), SyncConfig(),
+                                       full_refresh=True), True, id="clearing"),
+    ],
+)  # fmt: skip
+def test_a_journal_that_cannot_be_written_is_named(tmp_path: Path, plan, raised: bool) -> None:  # type: ignore[no-untyped-def]
+    store = StateStore(tmp_path / "state.parquet", SEGMENT, {"columns": ["k"]})
+    journal = store.open_journal("append")
+    journal.close()  # its disk is gone: every write fails
+    expected = f"cannot record an acknowledged step in {journal.path}: "
+    client = client_of(Recorder())
+    options = {"segment_id": SEGMENT, "chunk_size": 50, "concurrency": 1}
+    if raised:
+        with pytest.raises(StorageError) as error:
+            push(plan(), client, journal, **options)  # type: ignore[arg-type]
+        assert str(error.value).startswith(expected)
+        return
+    result = push(plan(), client, journal, **options)  # type: ignore[arg-type]
+    assert isinstance(result.error, StorageError)
+    assert str(result.error).startswith(expected)
+
+
+def test_a_send_that_fails_on_its_own_disk_is_named(tmp_path: Path) -> None:
+    plan = make_plan(Holding.empty(), pa.array(IDS[:3], KEY_TYPE), SyncConfig())
+    store = StateStore(tmp_path / "state.parquet", SEGMENT, {"columns": ["k"]})
+    client = client_of(Recorder())
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    client.add_targets = broken  # type: ignore[method-assign]
+    with store.open_journal("append") as journal:
+        result = push(plan, client, journal, segment_id=SEGMENT, chunk_size=50, concurrency=1)
+    assert isinstance(result.error, StorageError)
+    assert str(result.error).startswith("cannot send a step: ")
+
+
+def test_an_unknown_segment_behind_a_removal_404_keeps_its_request_id(tmp_path: Path) -> None:
+    recorder = Recorder(delete_status=404)
+    recorder.status["GET"] = 404
+    result = run(tmp_path, removal_plan(1), recorder, concurrency=1)
+    assert isinstance(result.error, FatalApiError) and result.error.status == 404
+    assert result.error.request_id == "req-2"  # the describe call's
+    assert "check segment_id" in str(result.error)
+
+
+@pytest.mark.parametrize(
+    ("identify_by", "accept"),
+    [
+        pytest.param("unicity", UNICITY, id="unicity"),
+        pytest.param("id", "application/json", id="id"),
+    ],
+)
+def test_push_plan_takes_the_jobs_settings(tmp_path: Path, identify_by: str, accept: str) -> None:
+    job = load_job(make_job(tmp_path, targets={"identify_by": identify_by, "columns": ["k"]},
+                            sync={"chunk_size": 2}))  # fmt: skip
+    plan = make_plan(Holding.empty(), pa.array(IDS[:3], KEY_TYPE), SyncConfig())
+    store = StateStore(tmp_path / "state.parquet", job.segment_id, {"columns": ["k"]})
+    recorder, progress, stop, watched = Recorder(), Recording(), threading.Event(), []
+    with store.open_journal(plan.action) as journal:
+        result = push_plan(
+            job,
+            plan,
+            client=client_of(recorder),
+            journal=journal,
+            concurrency=1,
+            stop=stop,
+            progress=progress,
+            watch=lambda chunk, accepted: watched.append(chunk) or None,
+        )
+    assert result.targets_sent == 3
+    assert [len(c) for c in watched] == [2, 1]  # chunk_size from the job
+    assert {r.headers["Accept"] for r in recorder.sent} == {accept}
+    assert {r.url for r in recorder.sent} == {
+        f"https://np6.invalid/segments/{job.segment_id}/targets"
+    }
+    assert progress.events[0] == ("start", ("push", 3))
+
+
+def test_push_plan_stops_at_the_signal(tmp_path: Path) -> None:
+    job = load_job(make_job(tmp_path))
+    plan = make_plan(Holding.empty(), pa.array(IDS[:3], KEY_TYPE), SyncConfig())
+    store = StateStore(tmp_path / "state.parquet", job.segment_id, {"columns": ["k"]})
+    stop, recorder = threading.Event(), Recorder()
+    stop.set()
+    with store.open_journal(plan.action) as journal:
+        result = push_plan(job, plan, client=client_of(recorder), journal=journal,
+                           concurrency=1, stop=stop)  # fmt: skip
+    assert result.interrupted and recorder.sent == []
