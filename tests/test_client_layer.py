@@ -11,9 +11,11 @@ client's layer is the guard there, so it is tested on its own.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
+from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
@@ -21,7 +23,8 @@ import requests.adapters
 
 from conftest import API_KEY
 from sync.config import RetryConfig, Settings
-from sync.errors import ApiError, FatalApiError, RetriableApiError
+from sync.errors import ApiError, FatalApiError, RetriableApiError, UsageError
+from sync.np6.answers import quoted
 from sync.np6.client import (
     AdaptiveConcurrency,
     ClientStats,
@@ -33,6 +36,7 @@ from sync.np6.client import (
     parse_retry_after,
     retry_policy,
 )
+from sync.np6.key import check_api_key, redact
 
 
 class Scripted(requests.adapters.BaseAdapter):
@@ -468,3 +472,77 @@ def test_each_retry_is_logged_with_its_wait_and_request_id(
     (record,) = caplog.records
     assert record.getMessage() == "PUT /x: HTTP 503 (x-request-id req-7); retry 1 in 2.5s"
     assert (record.phase, record.request_id) == ("retry", "req-7")  # type: ignore[attr-defined]
+
+
+KEYS_WITH_ESCAPES = ['k/é"y\\1', "plain-key-123"]
+
+
+@pytest.mark.parametrize("key", KEYS_WITH_ESCAPES)
+@pytest.mark.parametrize(
+    "form",
+    [
+        pytest.param(lambda k: json.dumps(k)[1:-1], id="json"),
+        pytest.param(lambda k: json.dumps(k, ensure_ascii=False)[1:-1], id="json-unicode"),
+        pytest.param(lambda k: json.dumps(k)[1:-1].replace("/", "\\/"), id="json-slash"),
+        pytest.param(lambda k: quote(k, safe=""), id="url"),
+        pytest.param(lambda k: quote_plus(k), id="url-plus"),
+    ],
+)
+def test_every_echoed_form_of_the_key_is_redacted_whole(key: str, form) -> None:  # type: ignore[no-untyped-def]
+    assert redact(f"<{form(key)}>", key) == "<[redacted]>"
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        pytest.param("", "the API key in NP6_API_KEY is empty", id="empty"),
+        pytest.param("ab\u0100", "a character outside Latin-1 (U+0100) at position 3 of 3",
+                     id="U+0100"),
+        pytest.param("a\x01", "a control character (U+0001) at position 2 of 2", id="control"),
+    ],
+)  # fmt: skip
+def test_a_key_that_cannot_travel_in_a_header(raw: str, problem: str) -> None:
+    with pytest.raises(UsageError) as error:
+        check_api_key(raw, "NP6_API_KEY")
+    assert str(error.value).endswith(problem)
+
+
+@pytest.mark.parametrize("raw", ["ab\xff", "a\tb"], ids=["U+00FF", "tab"])
+def test_a_key_at_the_edge_of_latin_1_travels(raw: str) -> None:
+    assert check_api_key(raw, "NP6_API_KEY") == raw
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        pytest.param("a \n b\t c", "'a b c'", id="spaces"),
+        pytest.param("x" * 80, repr("x" * 80), id="80"),
+        pytest.param("x" * 81, repr("x" * 79 + "…"), id="81"),
+    ],
+)
+def test_a_quoted_body_is_one_line_of_at_most_80_characters(body: str, shown: str) -> None:
+    assert quoted(body) == shown
+
+
+def test_backoff_grows_from_initial_wait_and_stays_under_max_wait() -> None:
+    sleeps: list[float] = []
+    config = RetryConfig(max_attempts=12, initial_wait=0.001, max_wait=0.004)
+    call, _ = failing_calls(11)
+    policy = retry_policy(config, deadline=1e18, sleep=sleeps.append)
+    for attempt in policy:
+        with attempt:
+            call()
+    assert len(sleeps) == 11
+    assert all(0 <= s <= min(0.004, 0.001 * 2**n) for n, s in enumerate(sleeps))
+
+
+def failing_calls(count: int):  # type: ignore[no-untyped-def]
+    calls: list[int] = []
+
+    def call() -> str:
+        calls.append(1)
+        if len(calls) <= count:
+            raise RetriableApiError("PUT /x", 503)
+        return "done"
+
+    return call, calls
