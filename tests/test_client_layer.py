@@ -24,7 +24,14 @@ import requests.adapters
 from conftest import API_KEY
 from sync.config import RetryConfig, Settings
 from sync.errors import ApiError, FatalApiError, RetriableApiError, UsageError
-from sync.np6.answers import quoted
+from sync.np6.answers import (
+    AnswerShapeError,
+    SegmentInfo,
+    parse_count,
+    parse_ids,
+    parse_segment,
+    quoted,
+)
 from sync.np6.client import (
     AdaptiveConcurrency,
     ClientStats,
@@ -546,3 +553,34 @@ def failing_calls(count: int):  # type: ignore[no-untyped-def]
         return "done"
 
     return call, calls
+
+
+@pytest.mark.parametrize(
+    ("body", "info"),
+    [
+        pytest.param(b'{"id": 9, "name": 5, "type": "Weird"}', SegmentInfo(9), id="odd-fields"),
+        pytest.param(b'{"type": "DYNAMIC", "targetsCount": "12"}',
+                     SegmentInfo(1, None, "dynamic", 12), id="upper-case"),
+    ],
+)  # fmt: skip
+def test_a_segment_description_keeps_only_what_it_understands(body: bytes, info) -> None:  # type: ignore[no-untyped-def]
+    assert parse_segment(body, 1) == info
+
+
+@pytest.mark.parametrize(
+    ("parse", "body", "problem"),
+    [
+        pytest.param(lambda b: parse_count(b, 5), b"oops", "not JSON", id="count-not-json"),
+        pytest.param(lambda b: parse_count(b, 5), b'"3"',
+                     "not an integer count of targets added", id="count-text"),
+        pytest.param(lambda b: parse_segment(b, 1), b"[]",
+                     "not a JSON object describing the segment", id="segment-list"),
+        pytest.param(parse_ids, b"{}", "not a JSON list of target ids", id="ids-object"),
+        pytest.param(parse_ids, b"[1.5]", "a list holding something other than target ids",
+                     id="ids-float"),
+    ],
+)  # fmt: skip
+def test_each_unreadable_answer_says_what_it_is(parse, body: bytes, problem: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AnswerShapeError) as error:
+        parse(body)
+    assert str(error.value) == problem
