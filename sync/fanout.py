@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync.config import (
@@ -28,10 +26,21 @@ from sync.config import (
     format_validation_error,
 )
 from sync.errors import ConfigError, RefusedError
-from sync.read.job import read_job_source, source_columns
-from sync.read.sources import SourceTable
 
-Reader = Callable[[Job], SourceTable]
+if TYPE_CHECKING:
+    from sync.read.sources import SourceTable
+
+Reader = Callable[[Job], "SourceTable"]
+
+
+def read_job_source(job: Job, columns: list[str] | None = None) -> SourceTable:
+    """The job's source; the readers (pyarrow) are imported only when a file is read, so a
+    run that finds its file unchanged starts without them."""
+    from sync.read.job import read_job_source as read
+
+    return read(job, columns)
+
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 Name = Annotated[str, Field(pattern=_NAME, max_length=100)]
 SegmentId = Annotated[int, Field(gt=0, strict=True)]
@@ -163,6 +172,8 @@ class SharedSource:
         read: Callable[[Job, list[str]], SourceTable] = read_job_source,
     ) -> None:
         self.fan = fan
+        from sync.read.job import source_columns
+
         self.columns = list(dict.fromkeys(c for job in jobs for c in source_columns(job)))
         self._read = read
         self._table: SourceTable | None = None
@@ -187,6 +198,9 @@ class SharedSource:
         self._table = None
 
     def _check_unmapped(self, source: SourceTable) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         by = self.fan.segment_by if self.fan is not None else None
         if by is None:
             return

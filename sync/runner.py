@@ -29,6 +29,7 @@ from sync.errors import (
     as_error,
     translated,
 )
+from sync.fanout import read_job_source as read_lazily
 from sync.preflight import preflight
 from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_job_source
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from sync.np6.client import NP6Client
 
 log = logging.getLogger("np6sync.run")
+# The readers of a job's own file (not a fan-out's shared read, nor a DataFrame): sealable.
+_PLAIN_READS = (read_job_source, read_lazily)
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ def _read(run: JobRun) -> None:
         with run.timer("read"):
             # A fan-out's shared read may have read the file before: only a fresh read seals.
             skip = run.options.dry_run or run.options.full_refresh
-            skip = skip or run.read is not read_job_source
+            skip = skip or run.read not in _PLAIN_READS
             proof = proof_beside(run.job, skip=skip)
             source = run.read(run.job)
             run.proof = proof()

@@ -145,7 +145,7 @@ def test_deferred_removals_are_never_sealed(tmp_path, emulator, cli, config) -> 
     assert not quick(run(cli, job, config))
 
 
-def test_the_quick_path_loads_neither_polars_nor_requests(
+def test_the_quick_path_loads_neither_pyarrow_polars_nor_requests(
     tmp_path: Path, emulator: Emulator, env: dict[str, str], config: Path
 ) -> None:
     job = job_file(tmp_path)
@@ -154,7 +154,7 @@ def test_the_quick_path_loads_neither_polars_nor_requests(
     script = (
         "import sys\nfrom sync.cli import main\n"
         f"code = main(['run', {str(job)!r}, '--config', {str(config)!r}])\n"
-        "heavy = sorted(m for m in ('polars', 'requests') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('pyarrow', 'polars', 'requests') if m in sys.modules)\n"
         "print('loaded:', heavy)\nsys.exit(code)\n"
     )
     done = subprocess.run(

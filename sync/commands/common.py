@@ -78,8 +78,7 @@ def load_jobs(
     of that name only.
     """
     from sync.core.shared import conflicts
-    from sync.fanout import load_job_file
-    from sync.read.job import read_job_source
+    from sync.fanout import load_job_file, read_job_source
 
     loaded: list[tuple[str, Job | Np6SyncError, Reader]] = []
     for path in paths:
