@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from sync.config import Settings, _read_yaml, format_validation_error, load_settings
+from sync.config import Settings, format_validation_error, load_settings, read_yaml
 from sync.errors import ConfigError, Np6SyncError, UsageError
 from sync.report.model import JobReport, RunReport
 
@@ -85,7 +85,7 @@ def _jobs(job: JobSpec, source: Any, segment: str | None) -> tuple[list[Job], Sh
         data, base_dir, where = dict(job), Path.cwd(), "job"
     else:
         path = Path(job)
-        data, base_dir, where = _read_yaml(path), path.resolve().parent, str(path)
+        data, base_dir, where = read_yaml(path), path.resolve().parent, str(path)
     given = dict(data.get("source") or {})
     if is_frame(source):
         given = {**given, "path": LABEL, "format": "parquet"}

@@ -317,7 +317,7 @@ def _resolve(base: Path, path: str) -> Path:
 def load_job(path: str | Path) -> Job:
     """Read and validate a job file; ConfigError lists every problem with its YAML path."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     try:
         return Job.model_validate({**data, "base_dir": path.resolve().parent})
     except ValidationError as exc:
@@ -327,7 +327,7 @@ def load_job(path: str | Path) -> Job:
 def load_settings(path: str | Path | None, environ: dict[str, str] | None = None) -> Settings:
     """Settings from the YAML file (or defaults), then NP6_BASE_URL from the environment."""
     environ = dict(os.environ) if environ is None else environ
-    data = _read_yaml(Path(path)) if path is not None else {}
+    data = read_yaml(Path(path)) if path is not None else {}
     if environ.get("NP6_BASE_URL"):
         data = {**data, "base_url": environ["NP6_BASE_URL"]}
     try:
@@ -336,7 +336,7 @@ def load_settings(path: str | Path | None, environ: dict[str, str] | None = None
         raise ConfigError(str(path or "settings"), format_validation_error(exc)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -22,8 +22,8 @@ from sync.config import (
     SourceConfig,
     SyncConfig,
     TargetsConfig,
-    _read_yaml,
     format_validation_error,
+    read_yaml,
 )
 from sync.errors import ConfigError, RefusedError
 
@@ -146,7 +146,7 @@ def is_fan_out(data: dict[str, Any]) -> bool:
 def load_job_file(path: str | Path) -> tuple[list[Job], Reader]:
     """The job file's jobs (one, or one per segment) and how they read the source."""
     path = Path(path)
-    return jobs_from(_read_yaml(path), path.resolve().parent, str(path))
+    return jobs_from(read_yaml(path), path.resolve().parent, str(path))
 
 
 def jobs_from(data: dict[str, Any], base_dir: Path, where: str) -> tuple[list[Job], Reader]:
