@@ -24,7 +24,7 @@ SMALL = 100_000
 
 # Fixed seeds, so runs are reproducible. polars seeds xxh3 through them for strings, which
 # makes the two hashes independent of each other.
-_SEEDS = (0x6E7036_73796E63, 0x9E3779B9_7F4A7C15)
+SEEDS = (0x6E7036_73796E63, 0x9E3779B9_7F4A7C15)
 
 
 # Keys are hashed a slice at a time: polars copies the strings it is given, and a slice
@@ -40,7 +40,7 @@ def _digests(keys: pa.Array | pa.ChunkedArray) -> pl.Series:
     parts = []
     for start in range(0, len(keys), SLICE):
         strings = pl.Series(values=keys.slice(start, SLICE))
-        halves = pl.DataFrame({f"h{i}": strings.hash(seed) for i, seed in enumerate(_SEEDS)})
+        halves = pl.DataFrame({f"h{i}": strings.hash(seed) for i, seed in enumerate(SEEDS)})
         wide = pl.col("h0").cast(pl.UInt128) * (1 << 64) + pl.col("h1").cast(pl.UInt128)
         parts.append(halves.select(wide).to_series())
     return pl.concat(parts, rechunk=False) if parts else pl.Series(dtype=pl.UInt128)

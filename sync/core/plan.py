@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync.config import SyncConfig
-from sync.core.hashing import Overlap
+from sync.core.fold import Folded, fold_array
 from sync.core.keys import KEY_TYPE, KeySet
 
 # append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
@@ -76,18 +76,31 @@ class Plan:
     pending_changed: bool = False  # the state must be saved even if nothing is sent
     lookups: int = 0  # unicity mode: keys of ``remove`` whose contact id must be looked up
     known_ids: pa.Table | None = None  # unicity mode: the ids of ``remove`` runs learned
+    # Every source key is to be sent, and ``send`` is still empty: a source folded against
+    # the state in batches holds only its new keys, and a plan that is only shown never
+    # needs the others. ``gathered`` fills ``send`` before anything is sent.
+    send_every: bool = False
 
     @property
     def clears(self) -> bool:
         return self.action == "reload"
 
     def put_requests(self, chunk_size: int) -> int:
-        return math.ceil(len(self.send) / chunk_size)
+        sends = self.source_keys if self.send_every else len(self.send)
+        return math.ceil(sends / chunk_size)
+
+    def gathered(self, folded: Folded | None) -> Plan:
+        """This plan with every key it sends in ``send``."""
+        if not self.send_every:
+            return self
+        if folded is None:
+            raise ValueError("a plan that sends every folded key needs the fold")
+        return replace(self, send=folded.every(), send_every=False)
 
 
 def make_plan(
     holding: Holding,
-    source: pa.Array,
+    source: pa.Array | Folded,
     rules: SyncConfig,
     *,
     by_id: bool = False,
@@ -95,28 +108,34 @@ def make_plan(
     full_refresh: bool = False,
     today: date | None = None,
 ) -> Plan:
-    previous = holding.keys
-    added_keys, gone = _diff(source, previous)
+    """``source``: the source's distinct keys, or the source already folded against
+    ``holding``'s keys (then ``holding.keys`` is not read, and a plan that sends every
+    key leaves them to ``Plan.gathered``)."""
+    folded = source if isinstance(source, Folded) else fold_array(source, holding.keys)
+    added_keys, gone, count = folded.added, folded.gone, folded.count
     empty = pa.array([], KEY_TYPE)
     # Unicity mode: each removal needs the contact's id, a look-up unless a run learned it.
     lookups = lookups and not by_id  # unicity mode, with sync.lookups
     to_look_up = _unknown_ids(gone, holding.ids) if lookups else 0
-    costs = _costs(len(source), len(added_keys), len(gone) + to_look_up, rules, by_id or lookups)
-    base = Plan(
-        "none", empty, empty, len(added_keys), len(gone), len(previous), len(source), "", costs
-    )
+    costs = _costs(count, len(added_keys), len(gone) + to_look_up, rules, by_id or lookups)
+    base = Plan("none", empty, empty, len(added_keys), len(gone), folded.held, count, "", costs)
 
-    def plan(action: Action, send: pa.Array, reason: str, **changes: Any) -> Plan:
+    def plan(action: Action, send: pa.Array | None, reason: str, **changes: Any) -> Plan:
+        if send is None:  # every source key
+            if not isinstance(source, Folded):
+                send = source
+            else:
+                send, changes["send_every"] = empty, True
         return replace(base, action=action, send=send, reason=reason, **changes)
 
     if full_refresh:
-        return plan("reload", source, "--full-refresh asks for a clear and reload")
+        return plan("reload", None, "--full-refresh asks for a clear and reload")
     if not holding.certain:
         if rules.mode == "append":
-            return plan("append", source, "an earlier run stopped while clearing: send every key")
-        return plan("reload", source, "an earlier run stopped while clearing the segment")
+            return plan("append", None, "an earlier run stopped while clearing: send every key")
+        return plan("reload", None, "an earlier run stopped while clearing the segment")
     if rules.mode == "reload" and (len(added_keys) or len(gone)):
-        return plan("reload", source, "sync.mode is reload")
+        return plan("reload", None, "sync.mode is reload")
     adds: Action = "append" if len(added_keys) else "none"
     if len(gone) == 0 or rules.mode == "append":
         reason = "only additions" if len(added_keys) else "the segment already holds every key"
@@ -137,25 +156,14 @@ def make_plan(
         return one_by_one("")
     if strategy == "defer":
         pending = _pending(holding.pending, gone, today or date.today())
-        due = _deferral_due(pending, len(previous), rules, today or date.today())
+        due = _deferral_due(pending, folded.held, rules, today or date.today())
         if due and choose_strategy("auto", costs) == "per_target":
             return one_by_one(f"{due}: ")  # due removals go the cheapest way
         if due:
-            return plan("reload", source, due, pending_changed=True)
+            return plan("reload", None, due, pending_changed=True)
         reason = f"{len(gone)} removal(s) deferred (sync.removals is defer)"
         return plan(adds, added_keys, reason, pending=pending, pending_changed=True)
-    return plan("reload", source, f"{len(gone)} target(s) must leave the segment")
-
-
-def _diff(source: pa.Array, previous: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """The keys to add, and the keys that leave."""
-    overlap = Overlap(source, previous)
-    added_keys = pc.filter(source, pc.invert(overlap.left_in_right()))
-    # Both sides are distinct, so the count of removals needs no second lookup; the
-    # removed keys themselves are only looked for when there are some.
-    removed = len(previous) - (len(source) - len(added_keys))
-    gone = pc.filter(previous, pc.invert(overlap.right_in_left())) if removed else previous[:0]
-    return added_keys, gone
+    return plan("reload", None, f"{len(gone)} target(s) must leave the segment")
 
 
 def _one_by_one_reason(gone: int, to_look_up: int, costs: dict[str, Cost]) -> str:

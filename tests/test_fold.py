@@ -1,0 +1,95 @@
+"""Folding a source's keys against the state's, in batches (sync.core.fold)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync.core.fold import Fold, HeldDigests, fold_array
+from sync.core.keys import KEY_TYPE
+
+words = st.text(alphabet="abcdé|", max_size=4)
+
+
+def _fold_in_batches(source: list[str], held: list[str], cuts: list[int]):
+    held_keys = pa.array(held, KEY_TYPE)
+    fold = Fold(HeldDigests.of([held_keys], len(held_keys)))
+    start = 0
+    for cut in [*sorted(cuts), len(source)]:
+        fold.feed(pa.array(source[start:cut], KEY_TYPE))
+        start = max(start, cut)
+    return fold.result(lambda mask: held_keys.filter(mask))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(words, max_size=40),
+    st.lists(words, max_size=40, unique=True),
+    st.lists(st.integers(0, 40), max_size=5),
+)
+def test_a_fold_in_batches_finds_what_sets_say(source, held, cuts) -> None:
+    folded = _fold_in_batches(source, held, cuts)
+    distinct = list(dict.fromkeys(source))
+    assert folded.added.to_pylist() == [k for k in distinct if k not in held]
+    assert folded.gone.to_pylist() == [k for k in held if k not in source]
+    assert folded.in_source.to_pylist() == [k in source for k in held]
+    assert folded.count == len(distinct)
+    assert folded.held == len(held)
+    assert sorted(folded.every().to_pylist()) == sorted(distinct)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(words, max_size=40, unique=True), st.lists(words, max_size=40, unique=True))
+def test_arrow_and_digests_fold_an_array_alike(source, held) -> None:
+    keys, value_set = pa.array(source, KEY_TYPE), pa.array(held, KEY_TYPE)
+    small, large = fold_array(keys, value_set), fold_array(keys, value_set, small=0)
+    for name in ("added", "gone", "in_source"):
+        assert getattr(small, name).to_pylist() == getattr(large, name).to_pylist(), name
+    assert small.count == large.count == len(set(source))
+    assert small.every().to_pylist() == large.every().to_pylist()
+
+
+def test_a_key_held_twice_stays_while_the_source_has_it() -> None:
+    # A state never holds a key twice; were it to, no copy may leave the segment while
+    # the source still has the key (one copy found, the other taken for gone).
+    held = ["a", "b", "c", "b"]
+    for small in (0, 100):
+        folded = fold_array(pa.array(["b", "d"], KEY_TYPE), pa.array(held, KEY_TYPE), small=small)
+        assert folded.gone.to_pylist() == ["a", "c"]
+        assert folded.in_source.to_pylist() == [False, True, False, True]
+
+
+def test_digests_sharing_their_first_half_are_told_apart_by_the_second() -> None:
+    high = np.array([7, 5, 5, 9, 5], dtype=np.uint64)
+    low = np.array([1, 3, 1, 1, 2], dtype=np.uint64)
+    held = HeldDigests(high.copy(), low.copy())
+    asked_high = np.array([5, 5, 5, 5, 7, 9, 8, 0, 10], dtype=np.uint64)
+    asked_low = np.array([1, 2, 3, 4, 1, 1, 1, 0, 0], dtype=np.uint64)
+    found = held.find_digests(asked_high, asked_low)
+    # Places in the state's order: (5,1) is the third key, (5,2) the fifth, (5,3) the second.
+    assert found.tolist() == [2, 4, 1, -1, 0, 3, -1, -1, -1]
+
+
+def test_a_digest_past_the_last_held_one_is_not_held() -> None:
+    held = HeldDigests(np.array([1, 2], dtype=np.uint64), np.array([1, 1], dtype=np.uint64))
+    found = held.find_digests(np.array([2, 2, 3], np.uint64), np.array([1, 2, 1], np.uint64))
+    assert found.tolist() == [1, -1, -1]
+
+
+def test_an_empty_state_takes_every_key_as_new() -> None:
+    folded = _fold_in_batches(["x", "y", "x"], [], [1])
+    assert folded.added.to_pylist() == ["x", "y"]
+    assert len(folded.gone) == 0 and folded.count == 2
+
+
+def test_a_state_count_that_disagrees_with_its_keys_is_an_error() -> None:
+    keys = pa.array(["a", "b"], KEY_TYPE)
+    for count in (1, 3):
+        try:
+            HeldDigests.of([keys], count)
+        except ValueError as error:
+            assert "metadata" in str(error)
+        else:
+            raise AssertionError(f"a count of {count} for 2 keys was taken")
