@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from sync.core.hashing import first_distinct
 from sync.core.keys import KEY_TYPE, concat
-from sync.core.plan import IDS_SCHEMA, PENDING_SCHEMA, Holding, no_ids, no_pending
+from sync.core.plan import IDS_SCHEMA, Holding, no_pending
 from sync.errors import HistoryError, StateError, foreign_errors
 from sync.report.model import JobReport
 from sync.state.files import (
@@ -44,13 +44,14 @@ from sync.state.files import (
     write_all,
 )
 from sync.state.history import append_history, history_path, read_history
+from sync.state.scan import REMEDY as _REMEDY
+from sync.state.scan import read_whole
 from sync.state.seal import STATE_VERSION, drop_seal, job_lock
 
 # Version 2 (sync/state/seal.py) adds the contact ids learned by look-ups (column
 # target_ids); version 1 still loads.
 _READABLE_VERSIONS = (1, 2)
 _META_KEY = b"np6sync"
-_REMEDY = "run with --full-refresh to clear the segment and rebuild the state from the source"
 
 
 @dataclass(frozen=True)
@@ -115,24 +116,12 @@ class StateStore:
             raise StateError(f"{self.path}: not an np6-sync state file; {_REMEDY}")
         return meta
 
+    def metadata(self) -> dict[str, Any]:
+        """The state file's metadata, checked against this job."""
+        return self._check_metadata(self._read_schema_metadata())
+
     def _read_state_file(self) -> Holding:
-        meta = self._check_metadata(self._read_schema_metadata())
-        columns = ["key", "pending_since"] + (["target_ids"] if meta["version"] >= 2 else [])
-        try:
-            table = pq.read_table(self.path, columns=columns)
-        except (OSError, pa.ArrowException, KeyError) as exc:
-            raise StateError(f"{self.path}: unreadable state file ({exc}); {_REMEDY}") from None
-        keys = table["key"].cast(KEY_TYPE)
-        since = table["pending_since"].combine_chunks()
-        pending = pa.Table.from_arrays([keys, since.cast(pa.string())], schema=PENDING_SCHEMA)
-        pending = pending.filter(pc.is_valid(since)) if since.null_count < len(since) else None
-        ids = no_ids()
-        if "target_ids" in columns:
-            known = table["target_ids"].combine_chunks().cast(IDS_SCHEMA.field("ids").type)
-            if known.null_count < len(known):
-                ids = pa.Table.from_arrays([keys, known], schema=IDS_SCHEMA)
-                ids = ids.filter(pc.is_valid(known))
-        return Holding(keys, pending=pending if pending is not None else no_pending(), ids=ids)
+        return read_whole(self.path, self.metadata()["version"])
 
     def _check_metadata(self, meta: dict[str, Any]) -> dict[str, Any]:
         where = str(self.path)
