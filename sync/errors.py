@@ -132,6 +132,12 @@ class NotTakenError(SyncError):
 class StoppedError(SyncError):
     """SIGTERM or SIGINT stopped the run; the state holds what NP6 acknowledged."""
 
+    @classmethod
+    def before_sending(cls) -> StoppedError:
+        return cls(
+            "stopped by a signal before anything was sent: the segment and the state are unchanged"
+        )
+
 
 # --- the one place where foreign failures enter the tree -------------------------------
 

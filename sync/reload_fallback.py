@@ -44,7 +44,7 @@ def reload_instead(run: JobRun, why: LookupUnavailable) -> Plan:
     plan = replace(
         run.plan,
         action="reload",
-        send=run.keyset.keys,
+        send=run.keyset.keys if run.folded is None else run.folded.every(),
         remove=pa.array([], KEY_TYPE),
         lookups=0,
         pending=run.plan.pending[:0],

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
+from sync.core.fold import Folded
 from sync.core.hashing import first_distinct, isin
 from sync.core.keys import KeySet, concat, distinct
 from sync.core.plan import Holding, Plan, check_safeguards, make_plan
@@ -30,14 +30,17 @@ from sync.errors import (
     translated,
 )
 from sync.fanout import read_job_source as read_lazily
+from sync.folding import fold_source, may_fold
 from sync.preflight import preflight
 from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_job_source
 from sync.read.sources import SourceTable
 from sync.reload_fallback import fell_back
-from sync.report.model import JobReport, Requests
+from sync.report.counts import count_keys, count_plan, count_requests, write_rejects
+from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
-from sync.state.files import atomic_write
+from sync.state.local import StateStore
+from sync.state.scan import Scanned, scan_state
 from sync.state.seal import SourceProof, proof_beside, seal_run
 from sync.state.store import Store, store_for
 
@@ -77,6 +80,10 @@ class JobRun:
     sending: bool = False  # from the first change on, a failure leaves the segment changed
     read: Callable[[Job], SourceTable] = read_job_source  # a fan-out's segments share one
     proof: SourceProof | None = None  # the source's digest, when a seal may be written
+    # A large source folded against the state (sync.folding): the state's keys stay in
+    # its file until the run saves, and ``holding.keys`` is empty until ``_whole``.
+    scanned: Scanned | None = None
+    folded: Folded | None = None
 
     def __post_init__(self) -> None:
         self.timer = PhaseTimer(self.report.phase_s)
@@ -111,7 +118,7 @@ def run_job(
         error = as_error(failure, "finish the job")
     finally:
         if run.client is not None:
-            _count_requests(run.report, run.client)
+            count_requests(run.report, run.client)
             run.client.close()
         run.report.duration_s = time.monotonic() - started
     _settle(run, error)
@@ -153,49 +160,71 @@ def _locked(run: JobRun) -> Iterator[None]:
 
 def _not_stopped(run: JobRun) -> None:
     if run.stop.is_set():
-        raise StoppedError(
-            "stopped by a signal before anything was sent: the segment and the state are unchanged"
-        )
+        raise StoppedError.before_sending()
 
 
 def _read(run: JobRun) -> None:
+    scanned = run.scanned = _scan(run)
     try:
         with run.timer("read"):
             # A fan-out's shared read may have read the file before: only a fresh read seals.
             skip = run.options.dry_run or run.options.full_refresh
             skip = skip or run.read not in _PLAIN_READS
             proof = proof_beside(run.job, skip=skip)
-            source = run.read(run.job)
+            if scanned is not None:
+                run.keyset, run.folded = fold_source(run.job, scanned, run.stop, run.progress)
+                run.holding = scanned.holding
+            else:
+                source = run.read(run.job)
             run.proof = proof()
     except Np6SyncError:
         _not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
         raise
-    with run.timer("keys"):
-        collected = collect_job_keys(run.job, source)
-        del source  # the source's columns are not needed any more: free them first
-        run.keyset = distinct(collected)
-        del collected
-    _count_keys(run.report, run.keyset)
+    if scanned is None:
+        with run.timer("keys"):
+            collected = collect_job_keys(run.job, source)
+            del source  # the source's columns are not needed any more: free them first
+            run.keyset = distinct(collected)
+            del collected
+    count_keys(run.report, run.keyset)
+
+
+def _scan(run: JobRun) -> Scanned | None:
+    """The state's digests, when the run folds its source (sync.folding)."""
+    if run.options.full_refresh or run.read not in _PLAIN_READS or not may_fold(run.job):
+        return None
+    if not isinstance(run.store, StateStore):
+        return None
+    with run.timer("state_read"):
+        return scan_state(run.store)
+
+
+def _whole(run: JobRun) -> Holding:
+    """What the state holds, keys included: a folded run reads them only to save."""
+    if run.scanned is not None and not len(run.holding.keys):
+        run.holding = run.scanned.whole()
+    return run.holding
 
 
 def _plan(run: JobRun) -> None:
-    with run.timer("state_read"):
-        run.holding = _load_holding(run.store, run.options)
+    if run.folded is None:
+        with run.timer("state_read"):
+            run.holding = _load_holding(run.store, run.options)
     with run.timer("diff"):
         run.plan = make_plan(
             run.holding,
-            run.keyset.keys,
+            run.keyset.keys if run.folded is None else run.folded,
             run.job.sync,
             by_id=run.job.targets.identify_by == "id",
             lookups=run.job.sync.lookups,
             full_refresh=run.options.full_refresh,
         )
-    _count_plan(run.report, run.plan, run.job)
+    count_plan(run.report, run.plan, run.job)
     keyset, plan = run.keyset, run.plan
     counts = {
         "rows": keyset.rows_read,
         "rejected": keyset.rows_rejected,
-        "keys": len(keyset.keys),
+        "keys": keyset.distinct_keys,
         "added": plan.added,
         "removed": plan.removed,
     }
@@ -207,7 +236,7 @@ def _prepare(run: JobRun) -> None:
     with translated("remove the temporary files of an interrupted run"):
         run.store.clean_leftovers()
     with translated("write the rejects file"):
-        run.report.rejects_file = _write_rejects(run.job, run.keyset)
+        run.report.rejects_file = write_rejects(run.job, run.keyset)
 
 
 def _refused(run: JobRun) -> bool:
@@ -220,10 +249,11 @@ def _fold(run: JobRun) -> None:
     """Nothing to send: fold what an interrupted run left, record deferred removals."""
     if run.store.has_journal() or run.plan.pending_changed:
         with run.timer("state_write"), translated("save the state"):
-            run.store.save(run.holding.keys, run.plan.pending)
+            run.store.save(_whole(run).keys, run.plan.pending)
 
 
 def _apply(run: JobRun) -> None:
+    run.plan = run.plan.gathered(run.folded)
     job, plan, store = run.job, run.plan, run.store
     client = run.client = run.client or run.connect()  # a fallback keeps its counts
     in_flight = run.concurrency * 2 * job.sync.chunk_size  # push's queue, at most
@@ -259,7 +289,7 @@ def _apply(run: JobRun) -> None:
     run.report.targets_accepted += pushed.targets_accepted
     run.report.targets_removed += pushed.targets_removed
     checked.after_push(pushed.targets_sent, pushed.targets_accepted)
-    if fell_back(run, pushed, _count_plan):  # the account lacks the look-up: a reload
+    if fell_back(run, pushed, count_plan):  # the account lacks the look-up: a reload
         return _apply(run)
     if pushed.error is not None:
         raise pushed.error
@@ -280,7 +310,8 @@ def _save_acknowledged(run: JobRun, *, after_failure: bool) -> None:
     try:
         with run.timer("state_write"), translated("save the state"):
             if pushed is not None and pushed.error is None and not pushed.interrupted:
-                store.save(_applied(run.holding, run.plan), run.plan.pending, run.holding.ids)
+                whole = _whole(run)
+                store.save(_applied(whole, run.plan), run.plan.pending, whole.ids)
                 return
             after = store.load()
             # A clear that NP6 may or may not have done must stay on record in the
@@ -346,51 +377,3 @@ def _load_holding(store: Store, options: RunOptions) -> Holding:
             raise
         # A full refresh clears the segment anyway: the old state is not needed.
         return Holding(Holding.empty().keys, known=False)
-
-
-def _count_keys(report: JobReport, keyset: KeySet) -> None:
-    report.rows_read = keyset.rows_read + keyset.rows_filtered
-    report.rows_filtered = keyset.rows_filtered
-    report.rows_rejected = keyset.rows_rejected
-    report.duplicate_keys = keyset.duplicate_keys
-    report.keys = len(keyset.keys)
-    report.rejects_by_reason = keyset.rejects_by_reason
-
-
-def _count_plan(report: JobReport, plan: Plan, job: Job) -> None:
-    report.action = plan.action
-    report.added, report.removed, report.reason = plan.added, plan.removed, plan.reason
-    changes = plan.action != "none"
-    report.planned_requests = Requests(
-        put=plan.put_requests(job.sync.chunk_size),
-        delete=int(plan.clears) + len(plan.remove),
-        post=int(changes and job.normalization is not None),
-        get=plan.lookups,
-    )
-    report.removal_costs = {
-        name: {"requests": cost.requests, "incomplete_requests": cost.incomplete_requests}
-        for name, cost in plan.costs.items()
-    }
-    report.pending_removals = len(plan.pending)
-    if len(plan.pending):
-        report.oldest_pending_removal = pc.min(plan.pending["since"]).as_py()
-
-
-def _count_requests(report: JobReport, client: NP6Client) -> None:
-    stats = client.stats
-    calls = {method: stats.calls.get(method, 0) for method in ("put", "delete", "post", "get")}
-    report.requests = Requests(**calls, retries=stats.retries)
-    report.retry_wait_s = stats.retry_wait_s
-    report.rate_limit_wait_s = stats.rate_limit_wait_s
-    report.lowest_concurrency = client.gate.lowest
-
-
-def _write_rejects(job: Job, keyset: KeySet) -> str | None:
-    """Rejected rows go to ``<state folder>/<job>.rejects.csv``; no rejects, no file."""
-    path = job.state_path.with_name(f"{job.name}.rejects.csv")
-    if not keyset.rows_rejected:
-        path.unlink(missing_ok=True)
-        return None
-    with atomic_write(path) as f:
-        pacsv.write_csv(keyset.rejected, f)
-    return str(path)

@@ -16,6 +16,7 @@ Clock = Callable[[], float]
 
 
 class Progress(Protocol):
+    # A total of 0 is unknown (rows read from a CSV file): the count and rate are shown.
     def start(self, phase: str, total: int) -> None: ...
     def advance(self, amount: int) -> None: ...
     def finish(self) -> None: ...
@@ -71,6 +72,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
+def _speed(rate: float | None) -> str:
+    return f"{rate:,.0f}/s" if rate is not None else "--/s"
+
+
+def _elapsed(meter: _Meter, now: float) -> str:
+    return f"{format_duration(meter.elapsed(now))} elapsed"
+
+
 class TerminalProgress:
     """One self-rewriting line: ``push [#####.....] 1,200/5,000  48%  350/s  0:11 left``."""
 
@@ -114,15 +123,16 @@ class TerminalProgress:
 
     def render(self, now: float) -> str:
         m = self.meter
+        if not m.total:
+            return f"{m.phase} {m.done:,} rows  {_speed(m.rate(now))}  {_elapsed(m, now)}"
         filled = round(m.share() * self.width)
         bar = "#" * filled + "." * (self.width - filled)
-        rate = m.rate(now)
-        speed = f"{rate:,.0f}/s" if rate is not None else "--/s"
         if not m.running or m.done >= m.total:
-            when = f"{format_duration(m.elapsed(now))} elapsed"
+            when = _elapsed(m, now)
         else:
             when = f"{format_duration(m.seconds_left(now))} left"
-        return f"{m.phase} [{bar}] {m.done:,}/{m.total:,} {m.share():4.0%}  {speed}  {when}"
+        share = f"{m.done:,}/{m.total:,} {m.share():4.0%}"
+        return f"{m.phase} [{bar}] {share}  {_speed(m.rate(now))}  {when}"
 
     def _draw(self, now: float) -> None:
         self.shown = now
@@ -174,13 +184,14 @@ class LogProgress:
     def _emit(self, now: float, *, final: bool) -> None:
         m = self.meter
         rate = m.rate(now)
-        left = None if final else m.seconds_left(now)
-        if final:
+        left = None if final or not m.total else m.seconds_left(now)
+        if not m.total:
+            message = f"{m.phase}: {m.done:,} rows, {_speed(rate)}, {_elapsed(m, now)}"
+        elif final:
             message = f"{m.phase}: {m.done:,}/{m.total:,} done in {m.elapsed(now):.1f}s"
         else:
-            speed = f"{rate:,.0f}/s" if rate is not None else "--/s"
             message = (
-                f"{m.phase}: {m.done:,}/{m.total:,} ({m.share():.0%}), {speed}, "
+                f"{m.phase}: {m.done:,}/{m.total:,} ({m.share():.0%}), {_speed(rate)}, "
                 f"{format_duration(left)} left"
             )
         self.log.info(

@@ -51,16 +51,23 @@ def concat(*arrays: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
 class KeySet:
     """The distinct keys of a source, and what was left out of it."""
 
-    keys: pa.Array  # distinct, in order of first appearance
+    keys: pa.Array  # distinct, in order of first appearance (empty when ``folded``)
     rows_read: int
     valid_rows: int
     rejected: pa.Table  # row, reason, then the raw value of every key column
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     rows_filtered: int = 0  # left out by source.where: not in rows_read
+    # Folded against the state as it was read (sync.core.fold): how many distinct keys
+    # there were; the fold, not ``keys``, holds them.
+    folded: int | None = None
+
+    @property
+    def distinct_keys(self) -> int:
+        return len(self.keys) if self.folded is None else self.folded
 
     @property
     def duplicate_keys(self) -> int:
-        return self.valid_rows - len(self.keys)
+        return self.valid_rows - self.distinct_keys
 
     @property
     def rows_rejected(self) -> int:
@@ -127,6 +134,23 @@ def collect_keys(
         rejected=rejects,
         rejects_by_reason={str(c["values"]): int(c["counts"]) for c in _pylist(counts)},
         rows_filtered=filtered,
+    )
+
+
+def merged(parts: list[KeySet], distinct_keys: int) -> KeySet:
+    """The counts and rejects of a source read in batches, whose keys were folded."""
+    reasons: dict[str, int] = {}
+    for part in parts:
+        for reason, count in part.rejects_by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    return KeySet(
+        keys=pa.array([], KEY_TYPE),
+        rows_read=sum(p.rows_read for p in parts),
+        valid_rows=sum(p.valid_rows for p in parts),
+        rejected=pa.concat_tables([p.rejected for p in parts]),
+        rejects_by_reason=reasons,
+        rows_filtered=sum(p.rows_filtered for p in parts),
+        folded=distinct_keys,
     )
 
 

@@ -176,33 +176,39 @@ def _only_member(path: Path, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
 def _read(
     path: Path, header: CsvHeader, columns: Sequence[str], block_size: int, use_threads: bool
 ) -> pa.Table:
-    wanted = list(dict.fromkeys(columns))
     with open_bytes(path) as stream:
-        table = pacsv.read_csv(
-            stream,
-            read_options=pacsv.ReadOptions(
-                # utf8 is parsed natively (a BOM is skipped); other codecs are transcoded.
-                encoding="utf8" if header.codec == "utf-8" else header.codec,
-                use_threads=use_threads,
-                block_size=block_size,
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=header.delimiter,
-                quote_char='"',
-                double_quote=True,
-                escape_char=False,
-                newlines_in_values=True,
-                ignore_empty_lines=True,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted,
-                column_types={c: pa.binary() for c in wanted},
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+        table = pacsv.read_csv(stream, **options(header, columns, block_size, use_threads))
     return table.select(list(columns))
+
+
+def options(
+    header: CsvHeader, columns: Sequence[str], block_size: int, use_threads: bool = True
+) -> dict[str, Any]:
+    """pyarrow's options for reading ``columns`` as binary, exactly as the file holds them."""
+    wanted = list(dict.fromkeys(columns))
+    return {
+        "read_options": pacsv.ReadOptions(
+            # utf8 is parsed natively (a BOM is skipped); other codecs are transcoded.
+            encoding="utf8" if header.codec == "utf-8" else header.codec,
+            use_threads=use_threads,
+            block_size=block_size,
+        ),
+        "parse_options": pacsv.ParseOptions(
+            delimiter=header.delimiter,
+            quote_char='"',
+            double_quote=True,
+            escape_char=False,
+            newlines_in_values=True,
+            ignore_empty_lines=True,
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            include_columns=wanted,
+            column_types={c: pa.binary() for c in wanted},
+            null_values=[],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    }
 
 
 def _codec(path: Path, encoding: str) -> str:

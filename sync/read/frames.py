@@ -32,14 +32,14 @@ def frame_source(frame: Any, columns: Sequence[str]) -> SourceTable:
     """``columns`` of the frame as text; SourceError names the column and the problem."""
     table = _arrow(frame)
     path = Path(LABEL)
-    sources._check_columns(path, [str(n) for n in table.column_names], columns, None)
+    sources.check_columns(path, [str(n) for n in table.column_names], columns, None)
     text = []
     for name in dict.fromkeys(columns):
         column = table.column(name)
         parquet_source._check_key_type(path, name, column.type)
         text.append(parquet_source._as_text(path, name, column))
     table = pa.table(text, names=list(dict.fromkeys(columns)))
-    return SourceTable(sources._validated_text(path, table, 1, "parquet"), 1, LABEL)
+    return SourceTable(sources.validated_text(path, table, 1, "parquet"), 1, LABEL)
 
 
 def _arrow(frame: Any) -> pa.Table:

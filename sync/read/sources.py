@@ -56,32 +56,32 @@ def read_source(spec: SourceSpec, columns: Sequence[str]) -> SourceTable:
     """Read ``columns`` of the source as text; SourceError names the file and the problem."""
     if not columns:
         raise ValueError("read_source needs at least one column")
-    fmt = _checked_format(spec)
-    with _mapped_errors(spec.path, fmt):
+    fmt = checked_format(spec)
+    with mapped_errors(spec.path, fmt):
         if fmt == "csv":
             header = csv_source.read_header(spec.path, spec.delimiter, spec.encoding)
-            _check_columns(spec.path, header.names, columns, header.delimiter)
+            check_columns(spec.path, header.names, columns, header.delimiter)
             table = csv_source.read_columns(spec.path, header, columns)
             first_row = header.first_row
         else:
             parquet = parquet_source.open_file(spec.path)
-            _check_columns(spec.path, parquet_source.column_names(parquet), columns, None)
+            check_columns(spec.path, parquet_source.column_names(parquet), columns, None)
             table = parquet_source.read_columns(spec.path, parquet, columns)
             first_row = 1
-        table = _validated_text(spec.path, table, first_row, fmt)
+        table = validated_text(spec.path, table, first_row, fmt)
     return SourceTable(table=table, first_row=first_row, path=str(spec.path))
 
 
 def read_header(spec: SourceSpec) -> list[str]:
     """The column names the file has, in file order."""
-    fmt = _checked_format(spec)
-    with _mapped_errors(spec.path, fmt):
+    fmt = checked_format(spec)
+    with mapped_errors(spec.path, fmt):
         if fmt == "csv":
             return csv_source.read_header(spec.path, spec.delimiter, spec.encoding).names
         return parquet_source.column_names(parquet_source.open_file(spec.path))
 
 
-def _checked_format(spec: SourceSpec) -> Format:
+def checked_format(spec: SourceSpec) -> Format:
     """Check the file is there and readable-looking, then settle its format."""
     path = spec.path
     try:
@@ -109,7 +109,7 @@ def _checked_format(spec: SourceSpec) -> Format:
 
 
 @contextmanager
-def _mapped_errors(path: Path, fmt: Format) -> Iterator[None]:
+def mapped_errors(path: Path, fmt: Format) -> Iterator[None]:
     """Turn what the OS and pyarrow raise into one-line SourceErrors naming the file."""
     try:
         yield
@@ -124,7 +124,7 @@ def _mapped_errors(path: Path, fmt: Format) -> Iterator[None]:
         raise SourceError(f"{path}: cannot read {what}: {one_line(exc)}") from exc
 
 
-def _check_columns(
+def check_columns(
     path: Path, names: list[str], columns: Sequence[str], delimiter: str | None
 ) -> None:
     problems = []
@@ -174,7 +174,7 @@ def _header_hint(names: list[str], delimiter: str | None) -> str:
     return ""
 
 
-def _validated_text(path: Path, table: pa.Table, first_row: int, fmt: Format) -> pa.Table:
+def validated_text(path: Path, table: pa.Table, first_row: int, fmt: Format) -> pa.Table:
     """Cast binary columns to text, naming the row of the first value that is not UTF-8.
 
     All columns come out of one type, so that they can be joined element-wise: string,

@@ -1,0 +1,65 @@
+"""A job's figures, copied into its report from the phases that make them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from sync.config import Job
+from sync.core.keys import KeySet
+from sync.core.plan import Plan
+from sync.report.model import JobReport, Requests
+from sync.state.files import atomic_write
+
+if TYPE_CHECKING:
+    from sync.np6.client import NP6Client
+
+
+def count_keys(report: JobReport, keyset: KeySet) -> None:
+    report.rows_read = keyset.rows_read + keyset.rows_filtered
+    report.rows_filtered = keyset.rows_filtered
+    report.rows_rejected = keyset.rows_rejected
+    report.duplicate_keys = keyset.duplicate_keys
+    report.keys = keyset.distinct_keys
+    report.rejects_by_reason = keyset.rejects_by_reason
+
+
+def count_plan(report: JobReport, plan: Plan, job: Job) -> None:
+    report.action = plan.action
+    report.added, report.removed, report.reason = plan.added, plan.removed, plan.reason
+    changes = plan.action != "none"
+    report.planned_requests = Requests(
+        put=plan.put_requests(job.sync.chunk_size),
+        delete=int(plan.clears) + len(plan.remove),
+        post=int(changes and job.normalization is not None),
+        get=plan.lookups,
+    )
+    report.removal_costs = {
+        name: {"requests": cost.requests, "incomplete_requests": cost.incomplete_requests}
+        for name, cost in plan.costs.items()
+    }
+    report.pending_removals = len(plan.pending)
+    if len(plan.pending):
+        report.oldest_pending_removal = pc.min(plan.pending["since"]).as_py()
+
+
+def count_requests(report: JobReport, client: NP6Client) -> None:
+    stats = client.stats
+    calls = {method: stats.calls.get(method, 0) for method in ("put", "delete", "post", "get")}
+    report.requests = Requests(**calls, retries=stats.retries)
+    report.retry_wait_s = stats.retry_wait_s
+    report.rate_limit_wait_s = stats.rate_limit_wait_s
+    report.lowest_concurrency = client.gate.lowest
+
+
+def write_rejects(job: Job, keyset: KeySet) -> str | None:
+    """Rejected rows go to ``<state folder>/<job>.rejects.csv``; no rejects, no file."""
+    path = job.state_path.with_name(f"{job.name}.rejects.csv")
+    if not keyset.rows_rejected:
+        path.unlink(missing_ok=True)
+        return None
+    with atomic_write(path) as f:
+        pacsv.write_csv(keyset.rejected, f)
+    return str(path)
