@@ -248,3 +248,18 @@ def test_a_folded_plan_of_a_reload_gathers_no_keys(tmp_path, monkeypatch) -> Non
     assert plan.put_requests(50) == 3 and gathered == []
     sent = plan.gathered(folded).send
     assert sorted(sent.to_pylist()) == sorted(source.to_pylist()) and gathered == [110]
+
+
+def test_json_logs_carry_the_rows_read_while_folding(tmp_path, emulator, cli, monkeypatch):
+    monkeypatch.setattr(folding, "FOLD_BYTES", 0)
+    monkeypatch.setattr(batches, "BATCH_ROWS", 10)
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", [[f"u{n}@x.org"] for n in range(50)])
+    assert cli("run", job).code == 0
+    write_csv(tmp_path / "list.csv", [[f"u{n}@x.org"] for n in range(55)])
+    result = cli("run", job, "--log-format", "json")
+    assert result.code == 0, result.out + result.err
+    lines = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
+    read = [line for line in lines if line.get("phase") == "read"]
+    assert read and read[-1]["done"] == 55 and read[-1]["final"] is True
+    assert emulator.members(SEGMENT) == {f"u{n}@x.org" for n in range(55)}

@@ -167,3 +167,38 @@ def test_make_progress_logs_into_a_pipe() -> None:
         assert isinstance(make_progress(pipe, "auto"), LogProgress)
         assert isinstance(make_progress(pipe, "text"), LogProgress)
         assert isinstance(make_progress(pipe, "json"), LogProgress)
+
+
+def test_reading_rows_of_unknown_total_shows_the_count_and_rate() -> None:
+    out, clock = io.StringIO(), Clock()
+    bar = TerminalProgress(out, clock=clock)
+    bar.start("read", 0)  # a CSV file's rows are not known before the end
+    clock.now = 2.0
+    bar.advance(3_000_000)
+    assert out.getvalue().split("\r")[-1] == "read 3,000,000 rows  1,500,000/s  0:02 elapsed"
+    clock.now = 4.0
+    bar.advance(1_000_000)
+    bar.finish()
+    assert out.getvalue().split("\r")[-1] == "read 4,000,000 rows  1,000,000/s  0:04 elapsed\n"
+
+
+def test_reading_logs_rows_and_rate_at_most_every_ten_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="np6sync.progress")
+    clock = Clock()
+    progress = LogProgress(clock=clock)
+    progress.start("read", 0)
+    for now in (4, 9.9, 10, 19.9, 20):
+        clock.now = now
+        progress.advance(1_000_000)
+    clock.now = 21.0
+    progress.finish()
+
+    records = [r for r in caplog.records if r.name == "np6sync.progress"]
+    assert [r.__dict__["done"] for r in records] == [3_000_000, 5_000_000, 5_000_000]
+    first = records[0]
+    assert (first.__dict__["phase"], first.__dict__["total"]) == ("read", 0)
+    assert first.__dict__["seconds_left"] is None  # unknown, never 0
+    assert first.getMessage() == "read: 3,000,000 rows, 300,000/s, 0:10 elapsed"
+    assert records[-1].__dict__["final"] is True
