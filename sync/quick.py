@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from sync.config import Job
 from sync.errors import LockedError
@@ -19,9 +20,13 @@ log = logging.getLogger("np6sync.run")
 REASON = "the source's bytes, the job and the state are those of the last run"
 
 
-def quick_run(job: Job, *, full_refresh: bool, media_type: str | None) -> JobReport | None:
-    """The report of a run with nothing to do, when the seal proves it; else None."""
-    if full_refresh or job.state_url is not None or job.source_url is not None:
+def quick_run(
+    job: Job, *, full_refresh: bool, media_type: str | None, downloaded: Path | None = None
+) -> JobReport | None:
+    """The report of a run with nothing to do, when the seal proves it; else None.
+    A URL source is proven by its ``downloaded`` copy."""
+    source = job.source_path if job.source_url is None else downloaded
+    if full_refresh or job.state_url is not None or source is None:
         return None
     state = job.state_path
     if not seal_path(state).exists():
@@ -29,7 +34,7 @@ def quick_run(job: Job, *, full_refresh: bool, media_type: str | None) -> JobRep
     started = time.monotonic()
     try:
         with job_lock(state.with_name(state.name + ".lock"), job.name):
-            counts = unchanged_counts(state, job_shape(job, media_type), job.source_path)
+            counts = unchanged_counts(state, job_shape(job, media_type), source)
     except (LockedError, OSError):
         return None  # the full run reports the holder, or what is wrong with the folder
     if counts is None:

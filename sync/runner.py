@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ from sync.fanout import read_job_source as read_lazily
 from sync.folding import fold_source, may_fold
 from sync.preflight import preflight
 from sync.push import PushResult, push_plan
-from sync.read.job import collect_job_keys, read_job_source
+from sync.read.job import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
 from sync.reload_fallback import fell_back
 from sync.report.counts import count_keys, count_plan, count_requests, write_rejects
@@ -58,6 +59,7 @@ class RunOptions:
     full_refresh: bool = False
     force: bool = False
     media_type: str | None = None  # the settings' unicity_media_type: it shapes the keys
+    downloaded: Path | None = None  # the job's URL source, downloaded: read and sealed there
 
 
 @dataclass
@@ -170,10 +172,13 @@ def _read(run: JobRun) -> None:
             # A fan-out's shared read may have read the file before: only a fresh read seals.
             skip = run.options.dry_run or run.options.full_refresh
             skip = skip or run.read not in _PLAIN_READS
-            proof = proof_beside(run.job, skip=skip)
+            downloaded = run.options.downloaded
+            proof = proof_beside(run.job, skip=skip, downloaded=downloaded)
             if scanned is not None:
                 run.keyset, run.folded = fold_source(run.job, scanned, run.stop, run.progress)
                 run.holding = scanned.holding
+            elif downloaded is not None:
+                source = read_downloaded(downloaded, run.job)
             else:
                 source = run.read(run.job)
             run.proof = proof()

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -396,7 +397,13 @@ def test_a_bad_remote_state_stops_the_job_and_full_refresh_sets_it_aside(
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def downloads() -> list[str]:
+    """The paths the ``web`` server was asked for, in order."""
+    return []
+
+
+@pytest.fixture
+def web(tmp_path: Path, downloads: list[str]) -> Iterator[tuple[str, Path]]:
     """A plain HTTP server on loopback serving a folder (https:// goes the same way)."""
     folder = tmp_path / "www"
     folder.mkdir()
@@ -404,6 +411,10 @@ def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def do_GET(self) -> None:
+            downloads.append(self.path)
+            super().do_GET()
 
     handler = functools.partial(Quiet, directory=str(folder))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
@@ -434,6 +445,44 @@ def test_a_source_over_http_is_read_and_a_missing_one_named_without_its_query(
     assert f"{base}/gone.csv: cannot download: not found" in missing.out
     assert "s3cr3t" not in missing.out + missing.err
     assert emulator.calls == []
+
+
+def test_a_source_over_http_is_downloaded_once_and_its_bytes_decide(
+    tmp_path: Path,
+    web: tuple[str, Path],
+    downloads: list[str],
+    cli: Any,
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, folder = web
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+
+    def publish(letter: str) -> None:  # the same size whatever the letter
+        lines = [f"{letter}{n:03d}@example.com" for n in range(80)]
+        (folder / "list.csv").write_text("email\n" + "\n".join(lines) + "\n")
+
+    def run() -> dict[str, Any]:
+        result = cli("run", job, "--config", config, "--report-json", tmp_path / "r.json")
+        assert result.code == 0, result.out + result.err
+        return json.loads((tmp_path / "r.json").read_text())["jobs"][0]
+
+    config = settings_file(tmp_path)
+    job = make_job(tmp_path, source={"path": f"{base}/list.csv?sig=abc"})
+    publish("a")
+    assert run()["status"] == "succeeded" and len(downloads) == 1
+    emulator.reset_calls()
+    sealed = run()  # the same bytes: answered from the seal, once downloaded
+    assert (sealed["status"], list(sealed["phase_s"])) == ("no_changes", ["check"])
+    assert sealed["keys"] == 80 and emulator.calls == [] and len(downloads) == 2
+
+    publish("b")  # other bytes, the same size: read again, from the one download
+    changed = run()
+    assert (changed["added"], changed["removed"], len(downloads)) == (80, 80, 3)
+    assert emulator.members(SEGMENT) == {f"b{n:03d}@example.com" for n in range(80)}
+    assert list(temporary.iterdir()) == []  # no copy of the list is left behind
 
 
 def _free_port() -> int:

@@ -144,18 +144,34 @@ def _progress_for(args: argparse.Namespace) -> Callable[[str], Progress]:
 
 
 def _run_one(job: Job, jobs: _Jobs, read: Reader) -> JobReport:
+    """A URL source is downloaded once, then proven by its seal or read from there."""
+    if job.source_url is None or job.state_url is not None or isinstance(read, SharedSource):
+        return _run_from(job, jobs, read, None)
+    from sync.read.remote import downloaded
+
+    try:
+        with downloaded(job.source_url) as local:
+            return _run_from(job, jobs, read, local)
+    except Np6SyncError as error:
+        log.error("%s", error, extra={"job": job.name})
+        return JobReport(job.name, job.segment_id, error=str(error), exit_code=error.exit_code)
+
+
+def _run_from(job: Job, jobs: _Jobs, read: Reader, local: Path | None) -> JobReport:
     """The job answered from its seal when that proves nothing changed, else run in full."""
     args, settings = jobs.args, jobs.settings
     media_type = settings.unicity_media_type
     if not args.dry_run and not isinstance(read, SharedSource):  # a fan-out is never sealed
-        quick = quick_run(job, full_refresh=args.full_refresh, media_type=media_type)
+        quick = quick_run(
+            job, full_refresh=args.full_refresh, media_type=media_type, downloaded=local
+        )
         if quick is not None:
             return quick
     from sync.runner import RunOptions, run_job
 
     release_memory_promptly()
     flags = {"dry_run": args.dry_run, "full_refresh": args.full_refresh, "force": args.force}
-    options = RunOptions(**flags, media_type=media_type)
+    options = RunOptions(**flags, media_type=media_type, downloaded=local)
     return run_job(
         job,
         options,

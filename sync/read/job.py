@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sync.config import Job
 from sync.core.keys import KeySet, collect_keys, distinct
 from sync.read.sources import SourceSpec, SourceTable, read_source
@@ -26,6 +28,14 @@ def read_job_source(job: Job, columns: list[str] | None = None) -> SourceTable:
     from sync.read.remote import read_remote_source  # fsspec: only for remote sources
 
     return read_remote_source(job.source_url, source_spec(job), columns)
+
+
+def read_downloaded(local: Path, job: Job) -> SourceTable:
+    """The job's URL source, from the copy downloaded to ``local``."""
+    from sync.read.remote import read_downloaded as read  # fsspec: only for remote sources
+
+    assert job.source_url is not None, "only a URL source is downloaded"
+    return read(local, job.source_url, source_spec(job), source_columns(job))
 
 
 def collect_job_keys(job: Job, source: SourceTable) -> KeySet:

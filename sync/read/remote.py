@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -59,15 +61,28 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 def read_remote_source(url: str, spec: SourceSpec, columns: list[str]) -> SourceTable:
     """Download the source to a temporary file, read it there; errors name the URL."""
-    shown = display_url(url)
+    with downloaded(url) as local:
+        return read_downloaded(local, url, spec, columns)
+
+
+@contextmanager
+def downloaded(url: str) -> Iterator[Path]:
+    """The object at ``url`` as a temporary file (it keeps the object's name, which tells
+    the format), removed at the end of the block."""
     name = PurePosixPath(urlsplit(url).path).name or "source"
     with tempfile.TemporaryDirectory(prefix="np6sync-source-") as folder:
         local = Path(folder) / name
         download(url, local)
-        try:
-            table = read_source(replace(spec, path=local), columns)
-        except SourceError as error:
-            raise SourceError(str(error).replace(str(local), shown)) from None
+        yield local
+
+
+def read_downloaded(local: Path, url: str, spec: SourceSpec, columns: list[str]) -> SourceTable:
+    """The downloaded copy of the source at ``url``, read; errors name the URL."""
+    shown = display_url(url)
+    try:
+        table = read_source(replace(spec, path=local), columns)
+    except SourceError as error:
+        raise SourceError(str(error).replace(str(local), shown)) from None
     return SourceTable(table.table, table.first_row, shown)
 
 

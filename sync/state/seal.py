@@ -119,12 +119,15 @@ class SourceProof:
         return self.identity is not None and _identity(self.path) == self.identity
 
 
-def proof_beside(job: Job, *, skip: bool) -> Callable[[], SourceProof | None]:
+def proof_beside(
+    job: Job, *, skip: bool, downloaded: Path | None = None
+) -> Callable[[], SourceProof | None]:
     """The proof of the job's source, taken while it is read; none for what is never sealed
-    (a URL source, a state on s3://, or ``skip``)."""
-    if skip or job.source_url is not None or job.state_url is not None:
+    (a state on s3://, a URL source not ``downloaded`` first, or ``skip``)."""
+    source = job.source_path if job.source_url is None else downloaded
+    if skip or source is None or job.state_url is not None:
         return lambda: None
-    return SourceProof.beside(job.source_path)
+    return SourceProof.beside(source)
 
 
 def write_seal(state: Path, shape: str, proof: SourceProof, counts: dict[str, Any]) -> None:
