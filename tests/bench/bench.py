@@ -207,6 +207,9 @@ sync:
   chunk_size: {CHUNK_SIZE}
   max_removed_ratio: 0.1
 """
+        # The reload variant is a reload: 0.5% of a segment leaving one by one would be
+        # cheaper in unicity mode now (look-ups), and a reload is what target 1 measures.
+        + ("  removals: reload\n" if variant == "reload" else "")
     )
     return path
 
@@ -316,6 +319,9 @@ class Bench:
         cmd = [NP6, command, str(job), "--config", str(config), "--report-json", str(report_path)]
         env = self.env(emulator)
         if old:  # the starting commit's package, from its worktree, in the same venv
+            for state in DATA.glob("state-*/*.parquet"):  # it reads format 1 only
+                if b'"version": 1' not in pq.read_schema(state).metadata.get(b"np6sync", b""):
+                    state.write_bytes(_version_1(state))
             first = f"import sys; sys.path.insert(0, {str(self.args.old)!r}); "
             cmd = [PY, "-c", first + "from sync.cli import main; sys.exit(main())", *cmd[1:]]
         if unseal:  # a full read: no seal may vouch for the file
@@ -573,6 +579,10 @@ class Bench:
     ) -> None:  # fmt: skip
         args = self.args
         repeat = args.repeat_10m if big else args.repeat
+        if big:
+            self.small_container(emulator, jobs, config, tag, rows, segment, name, sdir)
+            emulator.set_members(segment, [])  # free the emulator's memory
+            return
 
         # No change, CSV, against the pyarrow baseline (both medians of `repeat`).
         runs = [self.np6(emulator, jobs["csv", "base"], config, f"{tag} csv no change, full read",
@@ -698,6 +708,56 @@ class Bench:
             self.check_rss(row, ok, f"DELETE 1 + PUT=={want}")
         emulator.set_members(segment, [])  # free the emulator's memory
 
+    def small_container(
+        self, emulator: Emulator, jobs: dict[tuple[str, str], Path], config: Path, tag: str,
+        rows: int, segment: int, name: dict[str, str], sdir: dict[str, str],
+    ) -> None:  # fmt: skip
+        """Target 1 (issue 14): ten million rows under 1 GiB, no slower than the old code.
+
+        Each scenario starts from the same state and segment; the new and the old code run
+        in turn (so that a busy machine slows both alike), medians of --repeat-10m."""
+        args = self.args
+        members = emulator.members(segment)
+        csv_state = state_file(name["csv"], sdir["csv"])
+        seeded = {False: csv_state.read_bytes(), True: _version_1(csv_state)}
+        scenarios = (("base", "run", "no change"), ("inc", "run", "+1% increment"),
+                     ("reload", "plan", "reload (plan)"))  # fmt: skip
+        for fmt in ("csv", "parquet"):
+            state = state_file(name[fmt], sdir[fmt])
+            state.parent.mkdir(parents=True, exist_ok=True)
+            for variant, command, what in scenarios:
+                new_runs, old_runs = [], []
+                for _ in range(args.repeat_10m):
+                    for old in (False, True) if args.old else (False,):
+                        state.write_bytes(seeded[old])
+                        if variant == "inc":
+                            emulator.set_members(segment, members)
+                        label = ("  old: " if old else "") + f"{tag} {fmt} {what}"
+                        runs = old_runs if old else new_runs
+                        runs.append(self.np6(emulator, jobs[fmt, variant], config, label, rows,
+                                             command=command, old=old, unseal=True))  # fmt: skip
+                self.memory_row(_median_row(new_runs), _median_row(old_runs) if old_runs else None)
+        emulator.set_members(segment, members)
+
+    def memory_row(self, new: Row, old: Row | None) -> None:
+        report = new.report
+        right = {
+            "no change": report["status"] == "no_changes" and not (new.put or new.delete),
+            "+1% increment": report["action"] == "append"
+            and new.put == math.ceil(report["added"] / CHUNK_SIZE),
+            "reload (plan)": report["action"] == "reload" and report["status"] == "planned",
+        }
+        ok = next(v for k, v in right.items() if k in new.scenario)
+        ok = ok and new.rss_mib * 1024**2 < GIB
+        target = "T1 RSS<1GiB"
+        if old:
+            ratio = new.wall / old.wall
+            ok, target = ok and ratio <= 1.0, target + "; no slower than old"
+            self.add(new, ok, target, f"{ratio:.2f}x")
+            self.add(old, None, "the old code, same runs")
+        else:
+            self.add(new, ok, target)
+
     # --- output
 
     def print_table(self) -> None:
@@ -732,6 +792,16 @@ class Bench:
         )
         verdicts = [r.verdict for r in self.rows if r.verdict]
         print(f"{verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL")
+
+
+def _version_1(state: Path) -> bytes:
+    """The same state in format 1 (no learned contact ids), which the old code reads."""
+    table = pq.read_table(state).drop_columns(["target_ids"])
+    meta = json.loads(table.schema.metadata[b"np6sync"])
+    table = table.replace_schema_metadata({b"np6sync": json.dumps({**meta, "version": 1})})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
 
 
 def _median_row(runs: list[Row]) -> Row:
