@@ -51,15 +51,16 @@ class HeldDigests:
     def __init__(self, high: np.ndarray, low: np.ndarray) -> None:
         """``high`` and ``low``: the two hashes of each held key, in the state's order
         (given up: they are reordered in place of a copy)."""
-        # polars sorts on every core, three times as fast as numpy's one, and numbers the
-        # places as uint32: half the room of numpy's int64.
+        # polars sorts the three columns together on every core: twice as fast as numpy's
+        # argsort and two gathers, and the places fit in uint32, half of numpy's int64.
         import polars as pl
 
-        self.place = pl.Series(high).arg_sort().to_numpy()
-        self.high = high[self.place]
-        del high
-        self.low = low[self.place]
-        del low
+        places = np.arange(len(high), dtype=np.uint32 if len(high) < 1 << 32 else np.uint64)
+        table = pl.DataFrame({"high": high, "low": low, "place": places}).sort("high")
+        del high, low, places
+        self.high = table["high"].to_numpy()
+        self.low = table["low"].to_numpy()
+        self.place = table["place"].to_numpy()
 
     @classmethod
     def of(cls, parts: Iterable[pa.Array | pa.ChunkedArray], count: int) -> HeldDigests:
@@ -97,7 +98,9 @@ class HeldDigests:
         found = np.full(len(high), -1, dtype=np.int64)
         # Sorted first, the searches walk the held digests in order: ten times faster
         # than as many searches at random places.
-        order = np.argsort(high)
+        import polars as pl
+
+        order = pl.Series(high).arg_sort().to_numpy()
         at = np.empty(len(high), dtype=np.int64)
         at[order] = np.searchsorted(self.high, high[order])
         del order
