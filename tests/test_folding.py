@@ -263,3 +263,27 @@ def test_json_logs_carry_the_rows_read_while_folding(tmp_path, emulator, cli, mo
     read = [line for line in lines if line.get("phase") == "read"]
     assert read and read[-1]["done"] == 55 and read[-1]["final"] is True
     assert emulator.members(SEGMENT) == {f"u{n}@x.org" for n in range(55)}
+
+
+def test_a_state_that_cannot_be_trusted_stops_a_folded_run_before_sending(
+    tmp_path, emulator, cli, monkeypatch
+) -> None:
+    monkeypatch.setattr(folding, "FOLD_BYTES", 0)
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", [[f"u{n}@x.org"] for n in range(30)])
+    assert cli("run", job).code == 0
+    write_csv(tmp_path / "list.csv", [[f"u{n}@x.org"] for n in range(40)])
+    state = tmp_path / "state" / "list.parquet"
+    good = state.read_bytes()
+
+    make_job(tmp_path, targets={"columns": ["email"], "transforms": {"email": ["lower"]}})
+    emulator.reset_calls()
+    other = cli("run", job)  # the state was built with another key definition
+    assert other.code == 2 and "another key definition" in other.out
+    assert emulator.calls == [] and state.read_bytes() == good
+
+    make_job(tmp_path)
+    state.write_bytes(good[: len(good) // 2])  # a torn state file
+    torn = cli("run", job)
+    assert torn.code == 2 and "unreadable state file" in torn.out
+    assert emulator.calls == [] and emulator.members(SEGMENT) == {f"u{n}@x.org" for n in range(30)}
