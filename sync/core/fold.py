@@ -49,8 +49,7 @@ class HeldDigests:
     """The state's keys as digests, sorted, each with its place in the state."""
 
     def __init__(self, high: np.ndarray, low: np.ndarray) -> None:
-        """``high`` and ``low``: the two hashes of each held key, in the state's order
-        (given up: they are reordered in place of a copy)."""
+        """``high`` and ``low``: the two hashes of each held key, in the state's order."""
         # polars sorts the three columns together on every core: twice as fast as numpy's
         # argsort and two gathers, and the places fit in uint32, half of numpy's int64.
         import polars as pl
