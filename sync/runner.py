@@ -84,7 +84,7 @@ class JobRun:
     proof: SourceProof | None = None  # the source's digest, when a seal may be written
     # A large source folded against the state (sync.folding): the state's keys stay in
     # its file until the run saves, and ``holding.keys`` is empty until ``_whole``.
-    scanned: Scanned | None = None
+    reread: Callable[[], Holding] | None = None  # the state's keys, from its file
     folded: Folded | None = None
 
     def __post_init__(self) -> None:
@@ -166,7 +166,7 @@ def _not_stopped(run: JobRun) -> None:
 
 
 def _read(run: JobRun) -> None:
-    scanned = run.scanned = _scan(run)
+    scanned = _scan(run)
     try:
         with run.timer("read"):
             # A fan-out's shared read may have read the file before: only a fresh read seals.
@@ -176,7 +176,8 @@ def _read(run: JobRun) -> None:
             proof = proof_beside(run.job, skip=skip, downloaded=downloaded)
             if scanned is not None:
                 run.keyset, run.folded = fold_source(run.job, scanned, run.stop, run.progress)
-                run.holding = scanned.holding
+                # Not the scan itself: its digests (16 bytes a key) are not needed any more.
+                run.holding, run.reread = scanned.holding, scanned.whole
             elif downloaded is not None:
                 source = read_downloaded(downloaded, run.job)
             else:
@@ -206,8 +207,8 @@ def _scan(run: JobRun) -> Scanned | None:
 
 def _whole(run: JobRun) -> Holding:
     """What the state holds, keys included: a folded run reads them only to save."""
-    if run.scanned is not None and not len(run.holding.keys):
-        run.holding = run.scanned.whole()
+    if run.reread is not None and not len(run.holding.keys):
+        run.holding = run.reread()
     return run.holding
 
 
