@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
-from sync.core.fold import Folded
+from sync.core.fold import Folded, fold_array
 from sync.core.hashing import first_distinct, isin
-from sync.core.keys import KeySet, concat, distinct
+from sync.core.keys import KEY_TYPE, KeySet, concat
 from sync.core.plan import Holding, Plan, check_safeguards, make_plan
 from sync.errors import (
     EXIT_FAILED,
@@ -37,7 +37,7 @@ from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
 from sync.reload_fallback import fell_back
-from sync.report.counts import count_keys, count_plan, count_requests, write_rejects
+from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
 from sync.state.local import StateStore
@@ -188,11 +188,12 @@ def _read(run: JobRun) -> None:
         raise
     if scanned is None:
         with run.timer("keys"):
-            collected = collect_job_keys(run.job, source)
-            del source  # the source's columns are not needed any more: free them first
-            run.keyset = distinct(collected)
-            del collected
-    count_keys(run.report, run.keyset)
+            # Every valid key, duplicates too: the fold against the state finds them.
+            run.keyset = collect_job_keys(run.job, source)
+            del source  # the source's columns are not needed any more: free them
+        count_rows(run.report, run.keyset)  # the keys are counted once folded
+    else:
+        count_keys(run.report, run.keyset)
 
 
 def _scan(run: JobRun) -> Scanned | None:
@@ -213,13 +214,17 @@ def _whole(run: JobRun) -> Holding:
 
 
 def _plan(run: JobRun) -> None:
-    if run.folded is None:
+    if run.folded is None:  # a source read whole, against a state read whole
         with run.timer("state_read"):
             run.holding = _load_holding(run.store, run.options)
+        with run.timer("diff"):
+            run.folded = fold_array(run.keyset.keys, run.holding.keys)
+            run.keyset = replace(run.keyset, keys=pa.array([], KEY_TYPE), folded=run.folded.count)
+        count_keys(run.report, run.keyset)
     with run.timer("diff"):
         run.plan = make_plan(
             run.holding,
-            run.keyset.keys if run.folded is None else run.folded,
+            run.folded,
             run.job.sync,
             by_id=run.job.targets.identify_by == "id",
             lookups=run.job.sync.lookups,

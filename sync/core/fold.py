@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sync.core.hashing import SEEDS, SLICE, SMALL, first_distinct
+from sync.core.hashing import SEEDS, SLICE, SMALL, Overlap, first_distinct
 from sync.core.keys import KEY_TYPE, concat
 
 # The held keys where a mask is true, in the state's order.
@@ -148,21 +148,21 @@ class Fold:
 
 
 def fold_array(source: pa.Array, held: pa.Array, small: int = SMALL) -> Folded:
-    """``source`` (distinct keys) against ``held``, both in memory."""
+    """``source`` (keys, duplicates allowed) against ``held``, both in memory.
+
+    Both sides are hashed once and looked up in each other (``hashing.Overlap``): with
+    every key at hand that is faster than sorting digests, and the memory is there anyway.
+    """
 
     def pick(mask: pa.BooleanArray) -> pa.Array:
         return pc.filter(held, mask)
 
-    if len(source) + len(held) >= small:
-        fold = Fold(HeldDigests.of([held], len(held)))
-        fold.feed(source)
-        return fold.result(pick)
-    # Arrow's own hash tables, for small lists: polars is not even imported.
-    in_source = pc.is_in(held, value_set=source)
+    overlap = Overlap(held, source, small)
+    in_source = overlap.left_in_right()
     if isinstance(in_source, pa.ChunkedArray):
         in_source = in_source.combine_chunks()
-    added = pc.filter(source, pc.invert(pc.is_in(source, value_set=held)))
-    gone = pick(pc.invert(in_source)) if in_source.false_count else held[:0]
+    added = first_distinct(pc.filter(source, pc.invert(overlap.right_in_left())), small)
+    gone = pick(pc.invert(in_source)) if in_source.false_count else pa.array([], KEY_TYPE)
     return Folded(len(held), in_source, added, gone, pick)
 
 

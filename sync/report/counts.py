@@ -17,13 +17,19 @@ if TYPE_CHECKING:
     from sync.np6.client import NP6Client
 
 
-def count_keys(report: JobReport, keyset: KeySet) -> None:
+def count_rows(report: JobReport, keyset: KeySet) -> None:
+    """What the rows came to: known once read, before the keys are told apart."""
     report.rows_read = keyset.rows_read + keyset.rows_filtered
     report.rows_filtered = keyset.rows_filtered
     report.rows_rejected = keyset.rows_rejected
+    report.rejects_by_reason = keyset.rejects_by_reason
+
+
+def count_keys(report: JobReport, keyset: KeySet) -> None:
+    """The rows, and the distinct keys among them (``keyset`` is distinct or folded)."""
+    count_rows(report, keyset)
     report.duplicate_keys = keyset.duplicate_keys
     report.keys = keyset.distinct_keys
-    report.rejects_by_reason = keyset.rejects_by_reason
 
 
 def count_plan(report: JobReport, plan: Plan, job: Job) -> None:
