@@ -181,3 +181,22 @@ def test_a_set_aside_state_is_stamped_in_utc(
     (stamp,) = stamps
     taken = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert abs(taken.timestamp() - time.time()) < 3600
+
+
+def test_a_state_damaged_past_its_first_row_group_fails_its_scan(tmp_path) -> None:
+    from sync.state.scan import row_groups
+
+    path = tmp_path / "state.parquet"
+    keys = pa.table({"key": [f"user{n}@example.com|{n:08d}" for n in range(20_000)]})
+    pq.write_table(keys, path, row_group_size=2_000, compression="zstd")
+    assert sum(g.num_rows for g in row_groups(path, ["key"])) == 20_000
+    groups = row_groups(path, ["key"])
+    assert next(groups).num_rows == 2_000
+    groups.close()  # a reader that stops early lets go of the file
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 400] = bytes(400)  # a page in the middle, zeroed
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match="unreadable state file"):
+        for _ in row_groups(path, ["key"]):
+            pass
