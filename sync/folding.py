@@ -21,6 +21,7 @@ from sync.console.progress import Progress
 from sync.core.fold import Fold, Folded
 from sync.core.keys import KEY_TYPE, KeySet, merged
 from sync.errors import StoppedError
+from sync.read.ahead import read_ahead
 from sync.read.batches import Unstreamable, read_batches
 from sync.read.job import collect_job_keys, read_job_source, source_columns, source_spec
 from sync.read.sources import SourceTable
@@ -47,7 +48,7 @@ def fold_source(
 ) -> tuple[KeySet, Folded]:
     """The source's counts and rejects, and its keys folded against the state."""
     try:
-        batches = read_batches(source_spec(job), source_columns(job))
+        batches = read_ahead(read_batches(source_spec(job), source_columns(job)))
         return _fold(job, scanned, batches, stop, progress)
     except Unstreamable as why:
         log.debug("reading the source whole: %s", why, extra={"job": job.name})

@@ -9,7 +9,7 @@ way that names the problem best.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,7 +41,7 @@ class Unstreamable(Exception):
 
 def read_batches(
     spec: SourceSpec, columns: Sequence[str], rows: int | None = None
-) -> Iterator[SourceTable]:
+) -> Generator[SourceTable, None, None]:
     """``columns`` of the source as text, ``rows`` rows or so at a time (``BATCH_ROWS``);
     at least one batch, empty for a file without rows."""
     rows = rows or BATCH_ROWS

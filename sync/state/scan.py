@@ -9,10 +9,9 @@ their digests: the keys stay in the file until a plan needs some (``pick``).
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,29 +21,18 @@ from sync.core.fold import HeldDigests, Pick
 from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import IDS_SCHEMA, PENDING_SCHEMA, Holding, no_ids, no_pending
 from sync.errors import StateError
+from sync.read.ahead import read_ahead
 
 if TYPE_CHECKING:
     from sync.state.local import StateStore
 
-T = TypeVar("T")
 REMEDY = "run with --full-refresh to clear the segment and rebuild the state from the source"
 
 
 def row_groups(path: Path, columns: Sequence[str]) -> Iterator[pa.Table]:
     """The state file's ``columns``, a row group at a time, the next one read while the
     caller works on this one (a scan takes a third less time)."""
-    return _read_ahead(_row_groups(path, columns))
-
-
-def _read_ahead(items: Generator[T, None, None]) -> Iterator[T]:
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="np6sync-state") as reader:
-            coming = reader.submit(next, items, None)
-            while (item := coming.result()) is not None:
-                coming = reader.submit(next, items, None)
-                yield item
-    finally:
-        items.close()  # a caller that stops early closes the file at once
+    return read_ahead(_row_groups(path, columns))
 
 
 def _row_groups(path: Path, columns: Sequence[str]) -> Generator[pa.Table, None, None]:
