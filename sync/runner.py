@@ -32,11 +32,8 @@ from sync.errors import (
 )
 from sync.fanout import read_job_source as read_lazily
 from sync.folding import fold_source, may_fold
-from sync.preflight import preflight
-from sync.push import PushResult, push_plan
 from sync.read.job import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
-from sync.reload_fallback import fell_back
 from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
@@ -47,6 +44,7 @@ from sync.state.store import Store, store_for
 
 if TYPE_CHECKING:
     from sync.np6.client import NP6Client
+    from sync.push import PushResult
 
 log = logging.getLogger("np6sync.run")
 # The readers of a job's own file (not a fan-out's shared read, nor a DataFrame): sealable.
@@ -264,6 +262,11 @@ def _fold(run: JobRun) -> None:
 
 
 def _apply(run: JobRun) -> None:
+    # Only a run that changes the segment needs the client's side: requests and the rest.
+    from sync.preflight import preflight
+    from sync.push import push_plan
+    from sync.reload_fallback import fell_back
+
     run.plan = run.plan.gathered(run.folded)
     job, plan, store = run.job, run.plan, run.store
     client = run.client = run.client or run.connect()  # a fallback keeps its counts
