@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.fold import Folded, fold_array
-from sync.core.hashing import first_distinct, isin
-from sync.core.keys import KEY_TYPE, KeySet, concat
-from sync.core.plan import Holding, Plan, check_safeguards, make_plan
+from sync.core.keys import KEY_TYPE, KeySet
+from sync.core.plan import Holding, Plan, applied, check_safeguards, make_plan
 from sync.errors import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -81,8 +79,8 @@ class JobRun:
     read: Callable[[Job], SourceTable] = read_job_source  # a fan-out's segments share one
     proof: SourceProof | None = None  # the source's digest, when a seal may be written
     # A large source folded against the state (sync.folding): the state's keys stay in
-    # its file until the run saves, and ``holding.keys`` is empty until ``_whole``.
-    reread: Callable[[], Holding] | None = None  # the state's keys, from its file
+    # its file (``holding.keys`` is empty), and ``reread`` reads them a row group at a time.
+    reread: Callable[[], Iterator[pa.Array]] | None = None
     folded: Folded | None = None
 
     def __post_init__(self) -> None:
@@ -175,7 +173,7 @@ def _read(run: JobRun) -> None:
             if scanned is not None:
                 run.keyset, run.folded = fold_source(run.job, scanned, run.stop, run.progress)
                 # Not the scan itself: its digests (16 bytes a key) are not needed any more.
-                run.holding, run.reread = scanned.holding, scanned.whole
+                run.holding, run.reread = scanned.holding, scanned.keys
             elif downloaded is not None:
                 source = read_downloaded(downloaded, run.job)
             else:
@@ -204,11 +202,9 @@ def _scan(run: JobRun) -> Scanned | None:
         return scan_state(run.store)
 
 
-def _whole(run: JobRun) -> Holding:
-    """What the state holds, keys included: a folded run reads them only to save."""
-    if run.reread is not None and not len(run.holding.keys):
-        run.holding = run.reread()
-    return run.holding
+def _held(run: JobRun) -> pa.Array | Iterator[pa.Array]:
+    """The state's keys: in memory, or read from its file a row group at a time."""
+    return run.holding.keys if run.reread is None else run.reread()
 
 
 def _plan(run: JobRun) -> None:
@@ -258,7 +254,7 @@ def _fold(run: JobRun) -> None:
     """Nothing to send: fold what an interrupted run left, record deferred removals."""
     if run.store.has_journal() or run.plan.pending_changed:
         with run.timer("state_write"), translated("save the state"):
-            run.store.save(_whole(run).keys, run.plan.pending)
+            run.store.save(_held(run), run.plan.pending, run.holding.ids)
 
 
 def _apply(run: JobRun) -> None:
@@ -324,8 +320,8 @@ def _save_acknowledged(run: JobRun, *, after_failure: bool) -> None:
     try:
         with run.timer("state_write"), translated("save the state"):
             if pushed is not None and pushed.error is None and not pushed.interrupted:
-                whole = _whole(run)
-                store.save(_applied(whole, run.plan), run.plan.pending, whole.ids)
+                held, certain = _held(run), run.holding.certain
+                store.save(applied(held, run.plan, certain), run.plan.pending, run.holding.ids)
                 return
             after = store.load()
             # A clear that NP6 may or may not have done must stay on record in the
@@ -367,20 +363,6 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
 
 def _extra(run: JobRun) -> dict[str, object]:
     return {"job": run.job.name}
-
-
-def _applied(holding: Holding, plan: Plan) -> pa.Array:
-    """What the segment holds once every step of ``plan`` was acknowledged."""
-    if plan.clears:
-        return plan.send
-    keys = holding.keys
-    if len(plan.remove):
-        keys = pc.filter(keys, pc.invert(isin(keys, plan.remove)))
-    if len(plan.send):
-        keys = concat(keys, plan.send)
-        if not holding.certain:  # every key was sent again, whatever the state held
-            keys = first_distinct(keys)
-    return keys
 
 
 def _load_holding(store: Store, options: RunOptions) -> Holding:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
@@ -12,7 +13,8 @@ import pyarrow.compute as pc
 
 from sync.config import SyncConfig
 from sync.core.fold import Folded, fold_array
-from sync.core.keys import KEY_TYPE, KeySet
+from sync.core.hashing import first_distinct, isin
+from sync.core.keys import KEY_TYPE, KeySet, concat
 
 # append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
 # reload: clear the segment and PUT every key; none: nothing to send.
@@ -164,6 +166,32 @@ def make_plan(
         reason = f"{len(gone)} removal(s) deferred (sync.removals is defer)"
         return plan(adds, added_keys, reason, pending=pending, pending_changed=True)
     return plan("reload", None, f"{len(gone)} target(s) must leave the segment")
+
+
+def applied(
+    held: pa.Array | Iterator[pa.Array], plan: Plan, certain: bool = True
+) -> pa.Array | Iterator[pa.Array]:
+    """What the segment holds once every step of ``plan`` was acknowledged: from the keys
+    held before, in memory or a part at a time (then the result comes a part at a time,
+    and ``certain`` must be true: a folded state always is)."""
+    if plan.clears:
+        return plan.send
+    if not isinstance(held, pa.Array | pa.ChunkedArray):
+        return _applied_parts(held, plan)
+    keys = held
+    if len(plan.remove):
+        keys = pc.filter(keys, pc.invert(isin(keys, plan.remove)))
+    if len(plan.send):
+        keys = concat(keys, plan.send)
+        if not certain:  # every key was sent again, whatever the state held
+            keys = first_distinct(keys)
+    return keys
+
+
+def _applied_parts(parts: Iterator[pa.Array], plan: Plan) -> Iterator[pa.Array]:
+    for part in parts:
+        yield pc.filter(part, pc.invert(isin(part, plan.remove))) if len(plan.remove) else part
+    yield plan.send
 
 
 def _one_by_one_reason(gone: int, to_look_up: int, costs: dict[str, Cost]) -> str:

@@ -204,12 +204,17 @@ class StateStore:
         return journal
 
     def save(
-        self, keys: pa.Array, pending: pa.Table | None = None, ids: pa.Table | None = None
+        self,
+        keys: pa.Array | Iterator[pa.Array],
+        pending: pa.Table | None = None,
+        ids: pa.Table | None = None,
     ) -> None:
         """Write the state file atomically, then drop the journal it now contains.
 
-        ``pending`` lists the deferred removals (targets still in the segment); ``ids``
-        the contact ids learned for keys (only those of ``keys`` are kept).
+        ``keys``: an array, or parts of one, written as they come (a folded run never
+        holds all the keys at once). ``pending`` lists the deferred removals (targets still
+        in the segment); ``ids`` the contact ids learned for keys (only those of ``keys``
+        are kept).
         """
         meta = {
             "version": STATE_VERSION,
@@ -225,19 +230,11 @@ class StateStore:
             ],
             metadata={_META_KEY: json.dumps(meta)},
         )
-        keys = keys.cast(KEY_TYPE)
-        if pending is not None and len(pending):
-            since = pc.take(pending["since"], pc.index_in(keys, value_set=pending["key"]))
-        else:
-            since = pa.nulls(len(keys), pa.string())
-        if ids is not None and len(ids):
-            known = pc.take(ids["ids"], pc.index_in(keys, value_set=ids["key"]))
-        else:
-            known = pa.nulls(len(keys), IDS_SCHEMA.field("ids").type)
-        table = pa.Table.from_arrays([keys, since, known], schema=schema)
+        parts = [keys] if isinstance(keys, pa.Array | pa.ChunkedArray) else keys
         drop_seal(self.path)
-        with atomic_write(self.path) as f:
-            pq.write_table(table, f, compression="zstd")
+        with atomic_write(self.path) as f, pq.ParquetWriter(f, schema, compression="zstd") as out:
+            for part in parts:
+                out.write_table(_rows(part.cast(KEY_TYPE), pending, ids, schema))
         self.journal_path.unlink(missing_ok=True)
         fsync_dir(self.path.parent)
 
@@ -276,6 +273,21 @@ class StateStore:
 
     def read_history(self, last: int | None = None) -> list[dict[str, Any]]:
         return read_history(self.path, last)
+
+
+def _rows(
+    keys: pa.Array, pending: pa.Table | None, ids: pa.Table | None, schema: pa.Schema
+) -> pa.Table:
+    """The state file's rows for ``keys``: each with its deferral date and learned ids."""
+    if pending is not None and len(pending):
+        since = pc.take(pending["since"], pc.index_in(keys, value_set=pending["key"]))
+    else:
+        since = pa.nulls(len(keys), pa.string())
+    if ids is not None and len(ids):
+        known = pc.take(ids["ids"], pc.index_in(keys, value_set=ids["key"]))
+    else:
+        known = pa.nulls(len(keys), IDS_SCHEMA.field("ids").type)
+    return pa.Table.from_arrays([keys, since, known], schema=schema)
 
 
 def begin_event(segment_id: int, key_definition: dict[str, Any], action: str) -> dict[str, Any]:

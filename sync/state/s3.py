@@ -153,7 +153,10 @@ class RemoteStateStore:
         return journal
 
     def save(
-        self, keys: pa.Array, pending: pa.Table | None = None, ids: pa.Table | None = None
+        self,
+        keys: pa.Array | Iterator[pa.Array],
+        pending: pa.Table | None = None,
+        ids: pa.Table | None = None,
     ) -> None:
         """Write the state object whole, then delete the journal segments it contains."""
         self._flush_journal()

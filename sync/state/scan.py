@@ -99,10 +99,11 @@ class Scanned:
     version: int
     path: Path
 
-    def whole(self) -> Holding:
-        """The state as it was scanned, keys included (the file does not change while
-        the run holds the job's lock: only the journal grows)."""
-        return read_whole(self.path, self.version)
+    def keys(self) -> Iterator[pa.Array]:
+        """The state's keys as scanned, a row group at a time (the file does not change
+        while the run holds the job's lock: only the journal grows)."""
+        for group in row_groups(self.path, ["key"]):
+            yield group["key"].cast(KEY_TYPE)
 
 
 def scan_state(store: StateStore) -> Scanned | None:

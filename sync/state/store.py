@@ -8,7 +8,7 @@ runner and commands never learn which one they hold.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,7 +39,10 @@ class Store(Protocol):
     def open_journal(self, action: str) -> Journal: ...
 
     def save(
-        self, keys: pa.Array, pending: pa.Table | None = None, ids: pa.Table | None = None
+        self,
+        keys: pa.Array | Iterator[pa.Array],
+        pending: pa.Table | None = None,
+        ids: pa.Table | None = None,
     ) -> None: ...
 
     def set_aside(self) -> None: ...
