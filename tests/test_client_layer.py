@@ -47,16 +47,24 @@ from sync.np6.key import check_api_key, redact
 
 
 class Scripted(requests.adapters.BaseAdapter):
-    """Answers each request with the next (status, headers, body) of a script."""
+    """Answers each request with the next (status, headers, body) of a script, or raises
+    the next item when it is an exception; keeps each request and how it was sent."""
 
-    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes] | Exception]) -> None:
         super().__init__()
-        self.answers: Iterator[tuple[int, dict[str, str], bytes]] = iter(answers)
+        self.answers: Iterator[tuple[int, dict[str, str], bytes] | Exception] = iter(answers)
         self.urls: list[str] = []
+        self.sent: list[requests.PreparedRequest] = []
+        self.options: list[dict[str, object]] = []
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
         self.urls.append(request.url)
-        status, headers, body = next(self.answers)
+        self.sent.append(request)
+        self.options.append(kwargs)
+        step = next(self.answers)
+        if isinstance(step, Exception):
+            raise step
+        status, headers, body = step
         answer = requests.Response()
         answer.status_code, answer._content, answer.request = status, body, request
         answer.headers.update(headers)
@@ -211,6 +219,9 @@ def pause_after(headers: dict[str, str]) -> float | None:
                      id="capped-at-max_wait"),
         pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "epoch+30"}, 20, 31,
                      id="epoch-second"),
+        # The largest number read as seconds to wait (31 years: capped at max_wait).
+        pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1000000000"}, 50, 60,
+                     id="1e9-is-seconds"),
     ],
 )  # fmt: skip
 def test_a_spent_quota_holds_the_next_request_until_the_reset(
@@ -229,6 +240,10 @@ def test_a_spent_quota_holds_the_next_request_until_the_reset(
         pytest.param({"X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "30"}, id="remaining"),
         pytest.param({"X-RateLimit-Remaining": "0"}, id="no-reset"),
         pytest.param({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"}, id="reset-now"),
+        # The smallest number read as an epoch second: one long past.
+        pytest.param(
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1000000001"}, id="epoch-past"
+        ),
         pytest.param({}, id="no-quota-headers"),
     ],
 )
