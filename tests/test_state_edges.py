@@ -8,16 +8,18 @@ import json
 import os
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_history import STARTED, job_report
 
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import PENDING_SCHEMA
-from sync.errors import LockedError, StateError
+from sync.errors import HistoryError, LockedError, StateError
+from sync.state.history import history_path
 from sync.state.local import StateStore
 
 DEFINITION = {"identify_by": "id", "columns": ["id"], "separator": "", "transforms": {}}
@@ -200,3 +202,62 @@ def test_a_state_damaged_past_its_first_row_group_fails_its_scan(tmp_path) -> No
     with pytest.raises(StateError, match="unreadable state file"):
         for _ in row_groups(path, ["key"]):
             pass
+
+
+def test_a_blank_line_in_the_journal_hides_none_of_the_steps_after_it(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    with s.open_journal("append") as journal:
+        journal.added(["a"])
+    with s.journal_path.open("ab") as f:
+        f.write(b"\n")
+    with s.open_journal("append") as journal:
+        journal.added(["b"])
+        journal.removed(["a"])
+    assert s.load().keys.to_pylist() == ["b"]
+
+
+def test_the_journal_is_the_file_the_store_names(tmp_path: Path) -> None:
+    # Push's messages about a journal that cannot be written name this path.
+    s = store(tmp_path)
+    with s.open_journal("append") as journal:
+        assert journal.path == s.journal_path
+
+
+def test_the_state_file_is_compressed_with_zstd(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(keys("a", "b"), pending(a="2026-03-01"))
+    meta = pq.ParquetFile(s.path).metadata.row_group(0)
+    assert {meta.column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
+
+
+def test_the_store_keeps_the_run_history_beside_the_state(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    for hour in range(3):
+        s.append_history(
+            job_report(added=hour),
+            started_at=STARTED + timedelta(hours=hour),
+            command=f"run #{hour}",
+            finished_at=STARTED + timedelta(hours=hour, seconds=2),
+        )
+    assert history_path(s.path).exists()
+    entries = s.read_history()
+    assert [(e["added"], e["command"], e["job"]) for e in entries] == [
+        (0, "run #0", "newsletter-fr"),
+        (1, "run #1", "newsletter-fr"),
+        (2, "run #2", "newsletter-fr"),
+    ]
+    assert (entries[0]["started_at"], entries[0]["finished_at"]) == (
+        "2024-05-01T06:00:00.000Z",
+        "2024-05-01T06:00:02.000Z",
+    )
+    assert [e["added"] for e in s.read_history(last=2)] == [1, 2]
+
+
+def test_a_history_that_cannot_be_written_is_a_history_error_naming_its_file(
+    tmp_path: Path,
+) -> None:
+    s = store(tmp_path)
+    history_path(s.path).mkdir()  # a folder where the file goes
+    with pytest.raises(HistoryError) as error:
+        s.append_history(job_report(), started_at=STARTED, command="run")
+    assert str(error.value).startswith(f"{history_path(s.path)}: ")
