@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sync.core.keys as keys_module
 from sync.config import TargetsConfig
-from sync.core.keys import build_keys
+from sync.core.keys import build_keys, collect_keys
 
 
 def keys_of(values: dict[str, list[str | None]], **targets: object) -> list[str]:
@@ -103,3 +104,90 @@ def test_every_row_is_a_key_or_a_reported_reject(rows: list[tuple[str | None, st
     assert keyset.keys.to_pylist() == list(expected)
     assert keyset.rejected["row"].to_pylist() == rejected_rows
     assert keyset.valid_rows + keyset.rows_rejected == len(rows)
+
+
+def test_rows_are_numbered_from_1_unless_the_caller_says_where_the_data_starts() -> None:
+    table = pa.table({"c": ["a", ""]})
+    config = TargetsConfig(columns=["c"])
+    assert build_keys(table, config).rejected["row"].to_pylist() == [2]
+    assert collect_keys(table, config).rejected["row"].to_pylist() == [2]
+    assert build_keys(table, config, first_row=10).rejected["row"].to_pylist() == [11]
+
+
+def test_each_invisible_character_is_named_with_its_column() -> None:
+    table = pa.table(
+        {"a": ["x\x01", "x\u200b", "ok", "ok", "ok"], "b": ["1", "1", "1\x7f", "1\ufeff", "1"]}
+    )
+    keyset = build_keys(table, TargetsConfig(columns=["a", "b"]))
+    assert keyset.rejected["reason"].to_pylist() == [
+        "control character in a",
+        "zero-width character in a",
+        "control character in b",
+        "zero-width character in b",
+    ]
+    assert keyset.keys.to_pylist() == ["ok1"]
+
+
+def test_an_id_built_from_several_columns_is_checked_whole() -> None:
+    table = pa.table({"a": ["000P", "000P"], "b": ["KXK4", "KX-4"]})
+    keyset = build_keys(table, TargetsConfig(identify_by="id", columns=["a", "b"]))
+    assert keyset.keys.to_pylist() == ["000PKXK4"]
+    assert keyset.rejects_by_reason == {"not an NP6 target id (8 letters or digits)": 1}
+
+
+def test_with_no_row_rejected_the_rejects_still_have_their_columns() -> None:
+    keyset = build_keys(pa.table({"c": ["a"]}), TargetsConfig(columns=["c"]))
+    assert keyset.rejected.num_rows == 0
+    assert keyset.rejected.schema.names == ["row", "reason", "c"]
+    assert keyset.rejected.schema.types == [pa.int64(), pa.string(), pa.string()]
+    assert keyset.rejects_by_reason == {}
+
+
+@pytest.mark.parametrize(
+    ("values", "keep", "keys", "rejected"),
+    [
+        pytest.param(["a", "b", "c"], [True, False, True], ["a", "c"], [], id="all-valid"),
+        pytest.param(["a", " ", "", "b"], [True, False, True, False], ["a"], [4], id="rejects"),
+        pytest.param(["a", "b"], [False, False], [], [], id="none-kept"),
+    ],
+)
+def test_rows_left_out_by_a_condition_are_neither_keys_nor_rejects(
+    values: list[str], keep: list[bool], keys: list[str], rejected: list[int]
+) -> None:
+    table = pa.table({"c": values})
+    keyset = collect_keys(table, TargetsConfig(columns=["c"]), 2, keep=pa.array(keep))
+    assert keyset.keys.to_pylist() == keys
+    assert keyset.rejected["row"].to_pylist() == rejected
+    assert keyset.rows_filtered == keep.count(False)
+    assert keyset.rows_read == keep.count(True)
+    assert (keyset.valid_rows, keyset.rows_rejected) == (len(keys), len(rejected))
+
+
+def test_rows_are_read_a_slice_at_a_time_and_numbered_across_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(keys_module, "SLICE", 2)
+    values = ["a", "", "b", "c", "\x00", "d", "e"]
+    keep = [True, True, True, False, True, True, False]
+    table = pa.table({"c": values})
+    keyset = collect_keys(table, TargetsConfig(columns=["c"]), 2, keep=pa.array(keep))
+    assert keyset.keys.to_pylist() == ["a", "b", "d"]
+    assert keyset.rejected.to_pylist() == [
+        {"row": 3, "reason": "empty c", "c": ""},
+        {"row": 6, "reason": "control character in c", "c": "\x00"},
+    ]
+    assert (keyset.rows_read, keyset.rows_filtered) == (5, 2)
+    unfiltered = build_keys(table, TargetsConfig(columns=["c"]), first_row=2)
+    assert unfiltered.keys.to_pylist() == ["a", "b", "c", "d", "e"]
+    assert unfiltered.rejected["row"].to_pylist() == [3, 6]
+
+
+def test_a_large_string_column_is_checked_for_invisible_characters() -> None:
+    # Polars and some Parquet files give large_string (64-bit offsets).
+    table = pa.table({"c": pa.array(["ok", "a\x00b", "z\u200bw"], pa.large_string())})
+    keyset = build_keys(table, TargetsConfig(columns=["c"]))
+    assert keyset.keys.to_pylist() == ["ok"]
+    assert keyset.rejected["reason"].to_pylist() == [
+        "control character in c",
+        "zero-width character in c",
+    ]
