@@ -496,7 +496,9 @@ def test_each_retry_is_logged_with_its_wait_and_request_id(
     assert (record.phase, record.request_id) == ("retry", "req-7")  # type: ignore[attr-defined]
 
 
-KEYS_WITH_ESCAPES = ['k/é"y\\1', "plain-key-123"]
+# A key that starts with a quote or a backslash: its JSON form holds the raw key, so the
+# forms must be replaced longest first, or a stray backslash is left before "[redacted]".
+KEYS_WITH_ESCAPES = ['k/é"y\\1', "plain-key-123", "\\k3y-abc", '"k3y-abc']
 
 
 @pytest.mark.parametrize("key", KEYS_WITH_ESCAPES)

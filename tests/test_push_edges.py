@@ -3,6 +3,7 @@ reports to the progress display, and what it does not send after a failure."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import pytest
 import requests
 import requests.adapters
 
+import sync.push as push_module
 from conftest import API_KEY, SEGMENT, make_job
 from sync.config import RetryConfig, Settings, SyncConfig, load_job
+from sync.console.progress import NullProgress
 from sync.core.keys import KEY_TYPE
-from sync.core.plan import Holding, make_plan
+from sync.core.plan import IDS_SCHEMA, Holding, Plan, make_plan
 from sync.errors import FatalApiError, NotTakenError, StorageError
 from sync.np6.client import NP6Client, make_session, retry_policy
 from sync.push import PushResult, push, push_plan
@@ -296,3 +299,151 @@ def test_push_plan_stops_at_the_signal(tmp_path: Path) -> None:
         result = push_plan(job, plan, client=client_of(recorder), journal=journal,
                            concurrency=1, stop=stop)  # fmt: skip
     assert result.interrupted and recorder.sent == []
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_the_send_queue_holds_twice_the_concurrency(
+    monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> None:
+    """A stop waits only behind the queued chunks: with every send held, the loop queues
+    twice the concurrency, then waits (seen by a spy around the real ``wait``)."""
+    held = threading.Event()
+    pulled: list[int] = []
+    first_wait: list[tuple[int, int]] = []
+    real_wait = push_module.wait
+
+    def items():  # type: ignore[no-untyped-def]
+        for number in range(20):
+            pulled.append(number)
+            yield [str(number)]
+
+    def send(item: list[str]) -> int:
+        held.wait()
+        return len(item)
+
+    def spy(futures, **options):  # type: ignore[no-untyped-def]
+        if not first_wait:
+            first_wait.append((len(futures), len(pulled)))
+        held.set()
+        return real_wait(futures, **options)
+
+    monkeypatch.setattr(push_module, "wait", spy)
+    error = push_module._run(
+        items(), send, lambda item, value: None, concurrency, threading.Event(), NullProgress()
+    )
+    assert error is None and len(pulled) == 20
+    # Queued: twice the concurrency; pulled: one more, the chunk waiting for room.
+    assert first_wait == [(2 * concurrency, 2 * concurrency + 1)]
+
+
+class Contacts(requests.adapters.BaseAdapter):
+    """NP6 for removals by unicity value: ``GET /targets?unicity=`` answers the ids of
+    ``ids_of``; a DELETE answers 204 for an id in ``members``, 404 otherwise; the segment's
+    description answers 200. Keeps every request as "METHOD path"."""
+
+    def __init__(self, ids_of: dict[str, list[str]], members: set[str]) -> None:
+        super().__init__()
+        self.ids_of, self.members = ids_of, members
+        self.calls: list[str] = []
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        url = requests.utils.urlparse(request.url)
+        path = url.path + (f"?{url.query}" if url.query else "")
+        self.calls.append(f"{request.method} {path}")
+        answer = requests.Response()
+        answer.request, answer.status_code, answer._content = request, 200, b""
+        if request.method == "DELETE":
+            answer.status_code = 204 if path.split("/")[2] in self.members else 404
+        elif path.startswith("/targets?unicity="):
+            value = requests.utils.unquote(url.query.removeprefix("unicity="))
+            answer._content = json.dumps(self.ids_of.get(value, [])).encode()
+        else:
+            answer._content = json.dumps({"id": SEGMENT, "type": "static"}).encode()
+        return answer
+
+    def close(self) -> None:
+        pass
+
+
+def by_value_plan(remove: list[str], known: dict[str, list[str]]) -> Plan:
+    ids = pa.Table.from_pydict({"key": list(known), "ids": list(known.values())}, IDS_SCHEMA)
+    return Plan(
+        "update", pa.array([], KEY_TYPE), pa.array(remove, KEY_TYPE), 0, len(remove), 10, 9,
+        "test", known_ids=ids,
+    )  # fmt: skip
+
+
+def contacts_client(contacts: Contacts) -> NP6Client:
+    settings = Settings(base_url="https://np6.invalid")
+    session = make_session(settings, API_KEY)
+    session.mount("https://", contacts)
+    policy = RetryConfig(max_attempts=1)
+    return NP6Client(session, settings, API_KEY, policy=lambda: retry_policy(policy, 1e18))
+
+
+def test_removals_by_value_look_up_only_the_ids_no_run_learned(tmp_path: Path) -> None:
+    contacts = Contacts({"a@x.fr": ["0000000A"], "b@x.fr": ["0000000B"]}, {"0000000A", "0000000C"})
+    plan = by_value_plan(["a@x.fr", "b@x.fr", "c@x.fr"], {"c@x.fr": ["0000000C"]})
+    store = StateStore(tmp_path / "state.parquet", SEGMENT, {"columns": ["k"]})
+    with store.open_journal(plan.action) as journal:
+        result = push(
+            plan, contacts_client(contacts), journal, segment_id=SEGMENT, chunk_size=50,
+            concurrency=1, by_value=True,
+        )  # fmt: skip
+    assert result.error is None and result.targets_removed == 3
+    assert result.lookups is not None and result.lookups.lookups == 2
+    assert contacts.calls == [
+        "GET /targets?unicity=a%40x.fr",
+        "DELETE /targets/0000000A/segments/1234",
+        "GET /targets?unicity=b%40x.fr",
+        "DELETE /targets/0000000B/segments/1234",
+        "GET /segments/1234",  # B was not in it: is the segment there at all?
+        "DELETE /targets/0000000C/segments/1234",
+    ]
+    records = [json.loads(line) for line in store.journal_path.read_bytes().splitlines()[1:]]
+    assert [(r["event"], r["keys"]) for r in records] == [
+        ("looked_up", ["a@x.fr"]),
+        ("removed", ["a@x.fr"]),
+        ("looked_up", ["b@x.fr"]),
+        ("removed", ["b@x.fr"]),
+        ("removed", ["c@x.fr"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("identify_by", "key", "calls"),
+    [
+        pytest.param("unicity", "a@x.fr", ["GET /targets?unicity=a%40x.fr",
+                                           "DELETE /targets/0000000A/segments/1234"], id="unicity"),
+        pytest.param("id", "0000000A", ["DELETE /targets/0000000A/segments/1234"], id="id"),
+    ],
+)  # fmt: skip
+def test_push_plan_removes_by_value_only_in_unicity_mode(
+    tmp_path: Path, identify_by: str, key: str, calls: list[str]
+) -> None:
+    job = load_job(make_job(tmp_path, targets={"identify_by": identify_by, "columns": ["k"]}))
+    contacts = Contacts({"a@x.fr": ["0000000A"]}, {"0000000A"})
+    plan = by_value_plan([key], {})
+    store = StateStore(tmp_path / "state.parquet", job.segment_id, {"columns": ["k"]})
+    with store.open_journal(plan.action) as journal:
+        result = push_plan(
+            job, plan, client=contacts_client(contacts), journal=journal, concurrency=1
+        )
+    assert (result.error, result.targets_removed) == (None, 1)
+    assert contacts.calls == calls
+    assert (result.lookups is not None) is (identify_by == "unicity")
+
+
+def test_a_journal_that_cannot_be_written_is_named_by_a_removal_by_value(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.parquet", SEGMENT, {"columns": ["k"]})
+    journal = store.open_journal("update")
+    journal.close()  # its disk is gone: every write fails
+    contacts = Contacts({}, {"0000000A"})
+    plan = by_value_plan(["a@x.fr"], {"a@x.fr": ["0000000A"]})
+    result = push(
+        plan, contacts_client(contacts), journal, segment_id=SEGMENT, chunk_size=50,
+        concurrency=1, by_value=True,
+    )  # fmt: skip
+    assert isinstance(result.error, StorageError)
+    assert str(result.error).startswith(f"cannot record an acknowledged step in {journal.path}: ")
+    assert contacts.calls == ["DELETE /targets/0000000A/segments/1234"]

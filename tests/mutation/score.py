@@ -1,7 +1,8 @@
 """The mutation score per module, from the last ``mutmut run``.
 
-Killed mutants (a timeout or a crash of the test process counts as killed) over the mutants that are not marked
-equivalent in ``equivalent.md`` beside this file. Run from the repository root:
+Killed mutants (a timeout or a crash of the test process counts as killed) over the
+mutants that are not marked equivalent in ``equivalent.md`` beside this file. Run from
+the repository root:
 
     .venv/bin/python tests/mutation/score.py [--min 90]
 
