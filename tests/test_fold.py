@@ -95,3 +95,15 @@ def test_a_state_count_that_disagrees_with_its_keys_is_an_error() -> None:
             assert "metadata" in str(error)
         else:
             raise AssertionError(f"a count of {count} for 2 keys was taken")
+
+
+def test_a_tick_spreads_only_over_copies_of_the_same_digest() -> None:
+    # (2, 5) is held twice, so ticks are spread over its copies; (1, 5) shares only its
+    # second half with them: its tick is its own, and (2, 5) still leaves the segment.
+    held = HeldDigests(np.array([1, 2, 2], dtype=np.uint64), np.array([5, 5, 5], dtype=np.uint64))
+    ticked = np.array([True, False, False])
+    held.spread(ticked)
+    assert ticked.tolist() == [True, False, False]
+    ticked = np.array([False, False, True])
+    held.spread(ticked)
+    assert ticked.tolist() == [False, True, True]

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.core.hashing import first_distinct, isin
+import sync.core.hashing as hashing
+from sync.core.hashing import SEEDS, Overlap, _digests, first_distinct, isin
 from sync.core.keys import KEY_TYPE
 
 texts = st.lists(st.text(max_size=5), max_size=60)
@@ -36,3 +38,46 @@ def test_large_arrays_take_the_digest_path() -> None:
     assert distinct[0].as_py() == "user0@example.com"
     found = isin(keys, distinct.slice(0, 10))
     assert pc.sum(found).as_py() == 20  # the first ten keys appear twice each
+
+
+def test_a_digest_holds_both_hashes_whole_side_by_side() -> None:
+    import polars as pl
+
+    keys = pa.array(["a@x.fr", "b@x.fr", "", "é"], KEY_TYPE)
+    strings = pl.Series(values=keys)
+    high, low = (strings.hash(seed).to_list() for seed in SEEDS)
+    assert _digests(keys).to_list() == [(h << 64) | lo for h, lo in zip(high, low, strict=True)]
+
+
+def test_keys_are_hashed_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "SLICE", 3)
+    values = ["a", "b", "a", "c", "d", "b", "e"]
+    keys = pa.array(values, KEY_TYPE)
+    assert len(_digests(keys)) == len(values)
+    assert first_distinct(keys, small=0).to_pylist() == ["a", "b", "c", "d", "e"]
+    assert isin(keys, pa.array(["b", "e"], KEY_TYPE), small=0).to_pylist() == [
+        False, True, False, False, False, True, True,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "small", "direct"),
+    [
+        pytest.param(2, 2, 5, True, id="under-small"),
+        pytest.param(2, 3, 5, False, id="at-small"),
+        pytest.param(4, 1, 5, False, id="over-small"),
+        pytest.param(1, 4, 5, False, id="over-small-right"),
+        pytest.param(0, 9, 5, True, id="left-empty"),
+        pytest.param(9, 0, 5, True, id="right-empty"),
+    ],
+)
+def test_arrows_lookup_below_small_or_with_an_empty_side_digests_else(
+    left: int, right: int, small: int, direct: bool
+) -> None:
+    """Both ways answer alike, each side hashed once on the digest path."""
+    lefts = pa.array([f"k{n}" for n in range(left)], KEY_TYPE)
+    rights = pa.array([f"k{n}" for n in range(1, right + 1)], KEY_TYPE)
+    overlap = Overlap(lefts, rights, small)
+    assert overlap.direct is direct
+    assert overlap.left_in_right().to_pylist() == pc.is_in(lefts, value_set=rights).to_pylist()
+    assert overlap.right_in_left().to_pylist() == pc.is_in(rights, value_set=lefts).to_pylist()
