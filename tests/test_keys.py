@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sync.core.keys as keys_module
 from sync.config import TargetsConfig
-from sync.core.keys import build_keys, collect_keys
+from sync.core.keys import build_keys, collect_keys, merged
 
 
 def keys_of(values: dict[str, list[str | None]], **targets: object) -> list[str]:
@@ -191,3 +191,17 @@ def test_a_large_string_column_is_checked_for_invisible_characters() -> None:
         "control character in c",
         "zero-width character in c",
     ]
+
+
+def test_the_batches_of_a_folded_source_merge_into_one_count() -> None:
+    config = TargetsConfig(columns=["c"])
+    first = collect_keys(pa.table({"c": ["a", "", "b"]}), config, 2)
+    second = collect_keys(
+        pa.table({"c": ["a", " ", "", "c"]}), config, 5, keep=pa.array([True, True, True, False])
+    )
+    keyset = merged([first, second], distinct_keys=2)
+    assert keyset.keys.to_pylist() == [] and keyset.folded == 2
+    assert (keyset.rows_read, keyset.valid_rows, keyset.rows_filtered) == (6, 3, 1)
+    assert keyset.rejects_by_reason == {"empty c": 3}
+    assert keyset.rejected["row"].to_pylist() == [3, 6, 7]
+    assert (keyset.distinct_keys, keyset.duplicate_keys, keyset.rows_rejected) == (2, 1, 3)
