@@ -10,8 +10,16 @@ import pyarrow as pa
 import pytest
 
 from sync.config import SyncConfig
+from sync.core.fold import fold_array
 from sync.core.keys import KEY_TYPE, KeySet
-from sync.core.plan import PENDING_SCHEMA, Cost, Holding, check_safeguards, choose_strategy
+from sync.core.plan import (
+    IDS_SCHEMA,
+    PENDING_SCHEMA,
+    Cost,
+    Holding,
+    check_safeguards,
+    choose_strategy,
+)
 from sync.core.plan import make_plan as plan_of
 
 IDS = [f"{n:08d}" for n in range(200)]
@@ -167,3 +175,31 @@ def test_a_filter_that_keeps_no_row_is_refused(rows: int, filtered: int, problem
     keyset = KeySet(arr(keys), rows, rows, pa.table({"row": []}), rows_filtered=filtered)
     plan = plan_of(Holding.empty(), arr(keys), SyncConfig(min_rows=0))
     assert check_safeguards(plan, keyset, SyncConfig(min_rows=0)) == problems
+
+
+def test_ids_known_only_for_keys_that_stay_save_no_look_up() -> None:
+    known = pa.table(
+        {"key": arr(IDS[10:12]), "ids": pa.array([["00000001"]] * 2, pa.list_(pa.string()))},
+        schema=IDS_SCHEMA,
+    )
+    held = Holding(arr(IDS[:100]), ids=known)
+    plan = plan_of(held, arr(IDS[3:100]), SyncConfig(removals="per_target"), lookups=True)
+    assert (plan.lookups, plan.costs["per_target"].requests) == (3, 6)
+    assert plan.known_ids is not None and len(plan.known_ids) == 0
+
+
+def test_a_folded_reload_counts_its_puts_then_gathers_every_key_before_sending() -> None:
+    held, source = arr(IDS[:60]), arr(IDS[10:130])
+    folded = fold_array(source, held)
+    plan = plan_of(Holding(held), folded, SyncConfig(), full_refresh=True)
+    assert plan.action == "reload" and plan.send_every and len(plan.send) == 0
+    assert plan.put_requests(50) == 3  # 120 keys, not the 0 in ``send`` yet
+    with pytest.raises(ValueError, match=r"^a plan that sends every folded key needs the fold$"):
+        plan.gathered(None)
+    sent = plan.gathered(folded)
+    assert not sent.send_every and sent.action == "reload"
+    assert sorted(sent.send.to_pylist()) == IDS[10:130]
+    assert sent.put_requests(50) == 3
+    update = plan_of(Holding(held), fold_array(arr(IDS[:61]), held), SyncConfig())
+    assert not update.send_every and update.gathered(None) is update
+    assert update.put_requests(50) == 1
