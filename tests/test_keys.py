@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sync.core.keys as keys_module
 from sync.config import TargetsConfig
-from sync.core.keys import build_keys, collect_keys, merged
+from sync.core.keys import KEY_TYPE, build_keys, collect_keys, merged
 
 
 def keys_of(values: dict[str, list[str | None]], **targets: object) -> list[str]:
@@ -200,8 +200,16 @@ def test_the_batches_of_a_folded_source_merge_into_one_count() -> None:
         pa.table({"c": ["a", " ", "", "c"]}), config, 5, keep=pa.array([True, True, True, False])
     )
     keyset = merged([first, second], distinct_keys=2)
-    assert keyset.keys.to_pylist() == [] and keyset.folded == 2
+    assert keyset.keys.to_pylist() == [] and keyset.keys.type == KEY_TYPE
+    assert keyset.folded == 2
     assert (keyset.rows_read, keyset.valid_rows, keyset.rows_filtered) == (6, 3, 1)
     assert keyset.rejects_by_reason == {"empty c": 3}
     assert keyset.rejected["row"].to_pylist() == [3, 6, 7]
     assert (keyset.distinct_keys, keyset.duplicate_keys, keyset.rows_rejected) == (2, 1, 3)
+
+
+@pytest.mark.parametrize("value", ["\x00", "\x7f", "\u200b", "a\x01"])
+def test_a_column_of_one_short_value_is_still_checked(value: str) -> None:
+    # One byte of data (or three, or two) is enough to hold an invisible character.
+    keyset = build_keys(pa.table({"c": [value]}), TargetsConfig(columns=["c"]))
+    assert keyset.keys.to_pylist() == [] and keyset.rows_rejected == 1
