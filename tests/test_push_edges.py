@@ -15,6 +15,7 @@ import requests.adapters
 import sync.push as push_module
 from conftest import API_KEY, SEGMENT, make_job
 from sync.config import RetryConfig, Settings, SyncConfig, load_job
+from sync.console.logs import current_job
 from sync.console.progress import NullProgress
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import IDS_SCHEMA, Holding, Plan, make_plan
@@ -447,3 +448,22 @@ def test_a_journal_that_cannot_be_written_is_named_by_a_removal_by_value(tmp_pat
     assert isinstance(result.error, StorageError)
     assert str(result.error).startswith(f"cannot record an acknowledged step in {journal.path}: ")
     assert contacts.calls == ["DELETE /targets/0000000A/segments/1234"]
+
+
+def test_each_send_runs_in_the_jobs_context() -> None:
+    # run --parallel: the log records of a worker thread name the job it sends for.
+    seen: list[str | None] = []
+
+    def send(item: list[str]) -> int:
+        seen.append(current_job.get())
+        return len(item)
+
+    token = current_job.set("newsletter")
+    try:
+        error = push_module._run(
+            iter([["a"], ["b"]]), send, lambda item, value: None, 2, threading.Event(),
+            NullProgress(),
+        )  # fmt: skip
+    finally:
+        current_job.reset(token)
+    assert error is None and seen == ["newsletter", "newsletter"]
