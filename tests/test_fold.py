@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.core.fold import Fold, HeldDigests, fold_array
+from sync.core.fold import Fold, HeldDigests, digests, fold_array
 from sync.core.keys import KEY_TYPE
 
 words = st.text(alphabet="abcdé|", max_size=4)
@@ -107,3 +107,53 @@ def test_a_tick_spreads_only_over_copies_of_the_same_digest() -> None:
     ticked = np.array([False, False, True])
     held.spread(ticked)
     assert ticked.tolist() == [False, True, True]
+
+
+def test_digests_are_two_exact_independent_64_bit_numbers() -> None:
+    keys = pa.array([f"user{n}@example.com" for n in range(50)], KEY_TYPE)
+    high, low = digests(keys)
+    assert (high.dtype, low.dtype) == (np.uint64, np.uint64)  # a float would lose bits
+    assert (high != low).all()  # two seeds: two hashes, not one twice
+    held = HeldDigests.of([keys], len(keys))
+    assert (held.high.dtype, held.low.dtype) == (np.uint64, np.uint64)
+    assert held.place.dtype == np.uint32  # 4 bytes a key, not numpy's 8
+
+
+def test_digests_made_a_slice_at_a_time_land_in_their_places(monkeypatch) -> None:
+    from sync.core import fold as folding
+
+    keys = pa.array([f"k{n}" for n in range(9)], KEY_TYPE)
+    whole = digests(keys)
+    monkeypatch.setattr(folding, "SLICE", 2)
+    parts = [keys.slice(0, 5), keys.slice(5)]
+    held = HeldDigests.of(parts, len(keys))
+    sliced = digests(keys)
+    assert (sliced[0] == whole[0]).all() and (sliced[1] == whole[1]).all()
+    assert held.find(keys).tolist() == list(range(9))
+
+
+def test_a_fold_with_nothing_leaving_reads_no_held_key_back() -> None:
+    held = pa.array(["a", "b", "c"], KEY_TYPE)
+    picked: list[int] = []
+
+    def pick(mask: pa.BooleanArray) -> pa.Array:
+        picked.append(mask.true_count)  # a folded run reads the state file here
+        return held.filter(mask)
+
+    fold = Fold(HeldDigests.of([held], 3))
+    fold.feed(pa.array(["c", "a", "b", "a"], KEY_TYPE))
+    folded = fold.result(pick)
+    assert picked == [] and folded.gone.type == KEY_TYPE and len(folded.gone) == 0
+    assert folded.added.type == KEY_TYPE and folded.count == 3
+    same = fold_array(pa.array(["b", "a", "c"], KEY_TYPE), held)
+    assert same.gone.type == KEY_TYPE and len(same.gone) == 0
+
+
+def test_a_fold_in_batches_keeps_every_copy_of_a_key_held_twice() -> None:
+    held = pa.array(["a", "b", "c", "b", "d", "d"], KEY_TYPE)
+    fold = Fold(HeldDigests.of([held], len(held)))
+    fold.feed(pa.array(["b"], KEY_TYPE))
+    fold.feed(pa.array(["d", "e"], KEY_TYPE))
+    folded = fold.result(lambda mask: held.filter(mask))
+    assert folded.in_source.to_pylist() == [False, True, False, True, True, True]
+    assert folded.gone.to_pylist() == ["a", "c"] and folded.added.to_pylist() == ["e"]

@@ -11,12 +11,13 @@ import pytest
 
 from sync.config import SyncConfig
 from sync.core.fold import fold_array
-from sync.core.keys import KEY_TYPE, KeySet
+from sync.core.keys import KEY_TYPE, KeySet, concat
 from sync.core.plan import (
     IDS_SCHEMA,
     PENDING_SCHEMA,
     Cost,
     Holding,
+    applied,
     check_safeguards,
     choose_strategy,
 )
@@ -203,3 +204,31 @@ def test_a_folded_reload_counts_its_puts_then_gathers_every_key_before_sending()
     update = plan_of(Holding(held), fold_array(arr(IDS[:61]), held), SyncConfig())
     assert not update.send_every and update.gathered(None) is update
     assert update.put_requests(50) == 1
+
+
+def test_what_the_segment_holds_once_a_plan_is_applied() -> None:
+    held = arr(IDS[:6])
+    send, remove = arr(IDS[6:8]), arr(IDS[1:3])
+    update = plan_of(Holding(held), fold_array(arr(IDS[:1] + IDS[3:8]), held), SyncConfig(
+        max_removed_ratio=1.0, removals="per_target"), by_id=True)  # fmt: skip
+    assert (update.action, update.send.to_pylist(), update.remove.to_pylist()) == (
+        "update",
+        send.to_pylist(),
+        remove.to_pylist(),
+    )
+    expected = [IDS[0], *IDS[3:8]]
+    assert applied(held, update).to_pylist() == expected
+    # The state's keys a part at a time (a folded run): the parts come back one by one.
+    parts = applied(iter([held.slice(0, 4), held.slice(4)]), update)
+    assert [p.to_pylist() for p in parts] == [[IDS[0], IDS[3]], IDS[4:6], IDS[6:8]]
+    # Uncertain: the keys sent again are not counted twice.
+    again = plan_of(Holding(held), fold_array(arr(IDS[:8]), held), SyncConfig())
+    assert applied(held, again, certain=False).to_pylist() == IDS[:8]
+    twice = applied(concat(held, arr(IDS[6:7])), again)  # certain: nothing is looked for
+    assert twice.to_pylist() == [*IDS[:6], IDS[6], *IDS[6:8]]
+    folded = fold_array(arr(IDS[3:5]), held)
+    reload = plan_of(Holding(held), folded, SyncConfig(), full_refresh=True).gathered(folded)
+    assert applied(held, reload).to_pylist() == IDS[3:5]
+    assert applied(iter([held]), reload).to_pylist() == IDS[3:5]  # a reload: the keys sent
+    nothing = plan_of(Holding(held), fold_array(held, held), SyncConfig())
+    assert applied(held, nothing).to_pylist() == IDS[:6]

@@ -261,3 +261,13 @@ def test_a_history_that_cannot_be_written_is_a_history_error_naming_its_file(
     with pytest.raises(HistoryError) as error:
         s.append_history(job_report(), started_at=STARTED, command="run")
     assert str(error.value).startswith(f"{history_path(s.path)}: ")
+
+
+def test_a_state_saved_in_parts_holds_every_part_in_order(tmp_path) -> None:
+    from sync.state.local import StateStore
+
+    store = StateStore(tmp_path / "state.parquet", 7, {"columns": ["email"]})
+    parts = (pa.array([f"k{n}" for n in range(start, start + 3)], KEY_TYPE) for start in (0, 3, 6))
+    store.save(parts)
+    assert store.load().keys.to_pylist() == [f"k{n}" for n in range(9)]
+    assert pq.ParquetFile(store.path).metadata.num_row_groups == 3  # written as they came
