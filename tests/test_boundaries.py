@@ -436,3 +436,22 @@ def test_the_watch_judges_once_the_first_keys_are_acknowledged(chunks: int, judg
     verdicts = [watch([f"k{c}-{n}" for n in range(50)], 0) for c in range(chunks)]
     assert isinstance(verdicts[-1], NotTakenError) is judged
     assert all(v is None for v in verdicts[:-1])
+
+
+# --- max_wait: "backoff grows exponentially, with full jitter, up to retry.max_wait" -------
+
+
+def test_the_backoff_never_waits_past_max_wait() -> None:
+    slept: list[float] = []
+
+    def call() -> None:
+        raise RetriableApiError("PUT /x", 503)
+
+    config = RetryConfig(max_attempts=40, initial_wait=10.0, max_wait=2.5)
+    policy = retry_policy(config, deadline=1e18, sleep=slept.append)
+    with pytest.raises(RetriableApiError):
+        for attempt in policy:
+            with attempt:
+                call()
+    assert len(slept) == 39 and max(slept) <= 2.5
+    assert max(slept) > 1.0  # the jitter draws up to the cap: not a zero wait every time
