@@ -122,22 +122,16 @@ def make_plan(
     costs = _costs(count, len(added_keys), len(gone) + to_look_up, rules, by_id or lookups)
     base = Plan("none", empty, empty, len(added_keys), len(gone), folded.held, count, "", costs)
 
-    def plan(action: Action, send: pa.Array | None, reason: str, **changes: Any) -> Plan:
-        if send is None:  # every source key
-            if not isinstance(source, Folded):
-                send = source
-            else:
-                send, changes["send_every"] = empty, True
-        return replace(base, action=action, send=send, reason=reason, **changes)
+    # Every source key: in hand, or gathered from the fold when the plan is carried out.
+    every = {"send": empty, "send_every": True} if source is folded else {"send": source}
 
-    if full_refresh:
-        return plan("reload", None, "--full-refresh asks for a clear and reload")
-    if not holding.certain:
-        if rules.mode == "append":
-            return plan("append", None, "an earlier run stopped while clearing: send every key")
-        return plan("reload", None, "an earlier run stopped while clearing the segment")
-    if rules.mode == "reload" and (len(added_keys) or len(gone)):
-        return plan("reload", None, "sync.mode is reload")
+    def plan(action: Action, send: pa.Array | None, reason: str, **changes: Any) -> Plan:
+        sends = every if send is None else {"send": send}
+        return replace(base, action=action, reason=reason, **sends, **changes)
+
+    forced = _every_key(holding, rules, full_refresh, changes=bool(len(added_keys) or len(gone)))
+    if forced is not None:
+        return plan(forced[0], None, forced[1])
     adds: Action = "append" if len(added_keys) else "none"
     if len(gone) == 0 or rules.mode == "append":
         reason = "only additions" if len(added_keys) else "the segment already holds every key"
@@ -166,6 +160,21 @@ def make_plan(
         reason = f"{len(gone)} removal(s) deferred (sync.removals is defer)"
         return plan(adds, added_keys, reason, pending=pending, pending_changed=True)
     return plan("reload", None, f"{len(gone)} target(s) must leave the segment")
+
+
+def _every_key(
+    holding: Holding, rules: SyncConfig, full_refresh: bool, *, changes: bool
+) -> tuple[Action, str] | None:
+    """The action and reason of a plan that must send every key, if it must."""
+    if full_refresh:
+        return "reload", "--full-refresh asks for a clear and reload"
+    if not holding.certain:
+        if rules.mode == "append":
+            return "append", "an earlier run stopped while clearing: send every key"
+        return "reload", "an earlier run stopped while clearing the segment"
+    if rules.mode == "reload" and changes:
+        return "reload", "sync.mode is reload"
+    return None
 
 
 def applied(
