@@ -35,6 +35,7 @@ from sync.read.sources import SourceTable
 from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
+from sync.same_set import same_set
 from sync.state.local import StateStore
 from sync.state.scan import Scanned, scan_state
 from sync.state.seal import SourceProof, proof_beside, seal_run
@@ -209,12 +210,7 @@ def _held(run: JobRun) -> pa.Array | Iterator[pa.Array]:
 
 def _plan(run: JobRun) -> None:
     if run.folded is None:  # a source read whole, against a state read whole
-        with run.timer("state_read"):
-            run.holding = _load_holding(run.store, run.options)
-        with run.timer("diff"):
-            run.folded = fold_array(run.keyset.keys, run.holding.keys)
-            run.keyset = replace(run.keyset, keys=pa.array([], KEY_TYPE), folded=run.folded.count)
-        count_keys(run.report, run.keyset)
+        _fold_whole(run)
     with run.timer("diff"):
         run.plan = make_plan(
             run.holding,
@@ -235,6 +231,21 @@ def _plan(run: JobRun) -> None:
     }
     extra = {"job": run.job.name, "phase": "plan", "counts": counts}
     log.info("plan: %s (%s)", plan.action, plan.reason, extra=extra)
+
+
+def _fold_whole(run: JobRun) -> None:
+    """The source's keys against the state's: not read when both hold the same keys."""
+    with run.timer("diff"):
+        same = same_set(run.store, run.keyset.keys, run.options.full_refresh)
+    if same.folded is not None:
+        run.holding, run.folded, run.reread = Holding.empty(), same.folded, same.reread
+    else:
+        with run.timer("state_read"):
+            run.holding = _load_holding(run.store, run.options)
+        with run.timer("diff"):
+            run.folded = fold_array(run.keyset.keys, run.holding.keys, digests=same.digests)
+    run.keyset = replace(run.keyset, keys=pa.array([], KEY_TYPE), folded=run.folded.count)
+    count_keys(run.report, run.keyset)
 
 
 def _prepare(run: JobRun) -> None:

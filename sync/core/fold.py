@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,9 @@ import pyarrow.compute as pc
 
 from sync.core.hashing import SEEDS, SLICE, SMALL, Overlap, first_distinct
 from sync.core.keys import KEY_TYPE, concat
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # The held keys where a mask is true, in the state's order.
 Pick = Callable[[pa.BooleanArray], pa.Array]
@@ -147,17 +151,20 @@ class Fold:
         return Folded(len(self._ticked), in_source, added, gone, pick)
 
 
-def fold_array(source: pa.Array, held: pa.Array, small: int = SMALL) -> Folded:
+def fold_array(
+    source: pa.Array, held: pa.Array, small: int = SMALL, digests: pl.Series | None = None
+) -> Folded:
     """``source`` (keys, duplicates allowed) against ``held``, both in memory.
 
     Both sides are hashed once and looked up in each other (``hashing.Overlap``): with
     every key at hand that is faster than sorting digests, and the memory is there anyway.
+    ``digests``: the source's, when a caller hashed it already.
     """
 
     def pick(mask: pa.BooleanArray) -> pa.Array:
         return pc.filter(held, mask)
 
-    overlap = Overlap(held, source, small)
+    overlap = Overlap(held, source, small, digests)
     in_source = overlap.left_in_right()
     if isinstance(in_source, pa.ChunkedArray):
         in_source = in_source.combine_chunks()

@@ -10,7 +10,8 @@ n^2 / 2^129: never, at any list size this tool will meet.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,6 +47,61 @@ def _digests(keys: pa.Array | pa.ChunkedArray) -> pl.Series:
     return pl.concat(parts, rechunk=False) if parts else pl.Series(dtype=pl.UInt128)
 
 
+@dataclass(frozen=True)
+class SetPrint:
+    """A set of keys in three numbers, whatever their order or repeats: how many distinct
+    keys, and the sums (modulo 2^64) of the two halves of their digests.
+
+    Two different sets share a print with a probability of about 2^-128: as unlikely as two
+    keys sharing a digest. ``hasher`` names the polars that hashed: its hash is stable only
+    within a version, so prints of different hashers are never compared.
+    """
+
+    count: int
+    high: int
+    low: int
+    hasher: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"count": self.count, "high": self.high, "low": self.low, "hasher": self.hasher}
+
+    @classmethod
+    def from_json(cls, data: object) -> SetPrint | None:
+        """None unless ``data`` is a print this np6-sync can compare with its own."""
+        if not isinstance(data, dict) or data.get("hasher") != hasher():
+            return None
+        numbers = [data.get(name) for name in ("count", "high", "low")]
+        whole = [n for n in numbers if type(n) is int and 0 <= n < 1 << 64]
+        if len(whole) != len(numbers):
+            return None
+        count, high, low = whole
+        return cls(count, high, low, data["hasher"])
+
+
+def hasher() -> str:
+    import polars as pl
+
+    return f"polars {pl.__version__}"
+
+
+def set_print(keys: pa.Array | pa.ChunkedArray) -> tuple[SetPrint, pl.Series]:
+    """The print of the distinct ``keys``, and their digests (for an ``Overlap``)."""
+    import polars as pl
+
+    digests = _digests(keys)
+    halves = (
+        digests.unique()
+        .to_frame("d")
+        .select(
+            high=(pl.col("d") // (1 << 64)).cast(pl.UInt64),
+            low=(pl.col("d") % (1 << 64)).cast(pl.UInt64),
+        )
+    )
+    # numpy's unsigned sums wrap around (modulo 2^64), as a print needs.
+    high, low = (int(halves[half].to_numpy().sum()) for half in ("high", "low"))
+    return SetPrint(len(halves), high, low, hasher()), digests
+
+
 def first_distinct(keys: pa.Array | pa.ChunkedArray, small: int = SMALL) -> pa.Array:
     """The distinct keys, each at its first appearance, in order."""
     if len(keys) < small:
@@ -65,11 +121,15 @@ class Overlap:
         left: pa.Array | pa.ChunkedArray,
         right: pa.Array | pa.ChunkedArray,
         small: int = SMALL,
+        right_digests: pl.Series | None = None,
     ) -> None:
+        """``right_digests``: ``right``'s, when a caller hashed it already (``set_print``)."""
         self.left, self.right = left, right
         # Arrow's own lookup for small arrays, and whenever a side is empty.
         self.direct = len(left) + len(right) < small or not len(left) or not len(right)
         self._digests: dict[str, pl.Series] = {}
+        if right_digests is not None:
+            self._digests["right"] = right_digests
 
     def left_in_right(self) -> pa.BooleanArray:
         return self._isin("left", "right")

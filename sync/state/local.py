@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sync.core.hashing import first_distinct
+from sync.core.hashing import SMALL, first_distinct, set_print
 from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import IDS_SCHEMA, Holding, no_pending
 from sync.errors import HistoryError, StateError, foreign_errors
@@ -52,6 +52,9 @@ from sync.state.seal import STATE_VERSION, drop_seal, job_lock
 # target_ids); version 1 still loads.
 _READABLE_VERSIONS = (1, 2)
 _META_KEY = b"np6sync"
+# A state of at least this many keys records their print (sync.same_set): a smaller one
+# is read sooner than polars, which prints, is imported. Tests lower it.
+PRINT_KEYS = SMALL
 
 
 @dataclass(frozen=True)
@@ -212,9 +215,9 @@ class StateStore:
         """Write the state file atomically, then drop the journal it now contains.
 
         ``keys``: an array, or parts of one, written as they come (a folded run never
-        holds all the keys at once). ``pending`` lists the deferred removals (targets still
-        in the segment); ``ids`` the contact ids learned for keys (only those of ``keys``
-        are kept).
+        holds all the keys at once); an array is printed too (sync.same_set).
+        ``pending`` lists the deferred removals (targets still in the segment); ``ids``
+        the contact ids learned for keys (only those of ``keys`` are kept).
         """
         meta = {
             "version": STATE_VERSION,
@@ -222,6 +225,12 @@ class StateStore:
             "key_definition": self.key_definition,
             "updated_at": _now(),
         }
+        parts: Iterable[pa.Array] = keys
+        if isinstance(keys, pa.Array | pa.ChunkedArray):
+            parts = [keys]
+            # Only a state without deferred removals: a run with some always plans.
+            if len(keys) >= PRINT_KEYS and (pending is None or not len(pending)):
+                meta["key_set"] = set_print(keys)[0].as_json()
         schema = pa.schema(
             [
                 ("key", KEY_TYPE),
@@ -230,7 +239,6 @@ class StateStore:
             ],
             metadata={_META_KEY: json.dumps(meta)},
         )
-        parts = [keys] if isinstance(keys, pa.Array | pa.ChunkedArray) else keys
         drop_seal(self.path)
         with atomic_write(self.path) as f, pq.ParquetWriter(f, schema, compression="zstd") as out:
             for part in parts:

@@ -100,10 +100,8 @@ class Scanned:
     path: Path
 
     def keys(self) -> Iterator[pa.Array]:
-        """The state's keys as scanned, a row group at a time (the file does not change
-        while the run holds the job's lock: only the journal grows)."""
-        for group in row_groups(self.path, ["key"]):
-            yield group["key"].cast(KEY_TYPE)
+        """The state's keys as scanned, a row group at a time."""
+        return read_keys(self.path)
 
 
 def scan_state(store: StateStore) -> Scanned | None:
@@ -121,6 +119,13 @@ def scan_state(store: StateStore) -> Scanned | None:
     groups = (extras.take(group)["key"] for group in row_groups(path, state_columns(version)))
     digests = HeldDigests.of(groups, count)
 
+    return Scanned(extras.holding(pa.array([], KEY_TYPE)), digests, picker(path), version, path)
+
+
+def picker(path: Path) -> Pick:
+    """Where a mask is true, the keys of the state file at ``path``, read a row group at
+    a time."""
+
     def pick(mask: pa.BooleanArray) -> pa.Array:
         parts, offset = [], 0
         for group in row_groups(path, ["key"]):
@@ -129,4 +134,11 @@ def scan_state(store: StateStore) -> Scanned | None:
             offset += size
         return concat(*parts)
 
-    return Scanned(extras.holding(pa.array([], KEY_TYPE)), digests, pick, version, path)
+    return pick
+
+
+def read_keys(path: Path) -> Iterator[pa.Array]:
+    """The keys of the state file at ``path``, a row group at a time (the file does not
+    change while the run holds the job's lock: only the journal grows)."""
+    for group in row_groups(path, ["key"]):
+        yield group["key"].cast(KEY_TYPE)

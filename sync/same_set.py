@@ -1,0 +1,73 @@
+"""A source that holds the very keys of the state, known without reading the state's keys.
+
+A state saved from at least ``PRINT_KEYS`` keys records their print (``SetPrint``: how many
+distinct keys, and the sums of their digests, whatever their order or repeats). A source
+read whole is printed the same way: equal prints, and the segment already holds every key
+of the source and no other. The plan is then made without reading the state's keys: a new
+export of the same list in another order, whose bytes differ, so that no seal can vouch
+for it (sync.state.seal).
+
+Any doubt, and the state is read as before: a journal to replay (its steps are not in the
+print), deferred removals (a state with some records no print), ``--full-refresh``, a
+print of another polars (its hash is stable only within a version), a state file with a
+key twice, a state kept in object storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sync.core.fold import Folded
+from sync.core.hashing import SetPrint, set_print
+from sync.core.keys import KEY_TYPE
+from sync.errors import StateError
+from sync.state import local
+from sync.state.scan import REMEDY, picker, read_keys
+from sync.state.store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The source folded against the state when both hold the same keys, with a way to
+    read the state's keys should a step need them; else the source's digests, so that the
+    full fold does not hash the source again."""
+
+    folded: Folded | None = None
+    reread: Callable[[], Iterator[pa.Array]] | None = None
+    digests: pl.Series | None = None
+
+
+def same_set(store: Store, keys: pa.Array, full_refresh: bool) -> Checked:
+    """``keys``: the source's valid keys, repeats included."""
+    if full_refresh or not isinstance(store, local.StateStore) or len(keys) < local.PRINT_KEYS:
+        return Checked()
+    if store.has_journal() or not store.path.exists():
+        return Checked()
+    held = SetPrint.from_json(store.metadata().get("key_set"))
+    if held is None:
+        return Checked()
+    printed, digests = set_print(keys)
+    if printed != held or _rows(store) != held.count:
+        return Checked(digests=digests)
+    everywhere = pa.array(np.ones(held.count, dtype=bool))
+    none = pa.array([], KEY_TYPE)
+    folded = Folded(held.count, everywhere, none, none, picker(store.path))
+    return Checked(folded, partial(read_keys, store.path))
+
+
+def _rows(store: local.StateStore) -> int:
+    try:
+        with pq.ParquetFile(store.path) as file:
+            return int(file.metadata.num_rows)
+    except (OSError, pa.ArrowException) as exc:
+        raise StateError(f"{store.path}: unreadable state file ({exc}); {REMEDY}") from None
