@@ -171,7 +171,7 @@ def _slice_keys(piece: pa.Table, targets: TargetsConfig) -> tuple[pa.Array, pa.A
         first = len(_CHECKS) * number
         if values.null_count:
             code = check(pc.is_null(values), first)
-        code = check(pc.equal(pc.utf8_length(values), 0), first + 1)
+        code = check(pc.equal(pc.binary_length(values), 0), first + 1)  # bytes: no decoding
         if _may_hold(values, _INVISIBLE):
             code = check(pc.match_substring_regex(values, _CONTROL), first + 2)
             code = check(pc.match_substring_regex(values, _ZERO_WIDTH), first + 3)

@@ -100,12 +100,22 @@ def _scan_head(path: Path, codec: str, delimiters: str) -> tuple[bytes, RecordSc
     return bytes(raw), scan
 
 
+BINARY = pa.binary()
+
+
 def read_columns(path: Path, header: CsvHeader, columns: Sequence[str]) -> pa.Table:
-    """The requested columns as binary: the caller checks and names non-UTF-8 rows."""
+    """The requested columns as text, or as binary when some value is not UTF-8: the
+    caller checks and names non-UTF-8 rows."""
     try:
         for block_size in _BLOCK_SIZES:
             try:
-                return _read_naming_rows(path, header, columns, block_size)
+                try:
+                    # As text, the reader's threads check UTF-8 as they parse.
+                    return _read_naming_rows(path, header, columns, block_size, pa.string())
+                except pa.ArrowInvalid as exc:
+                    if "invalid UTF8" not in str(exc):
+                        raise
+                return _read_naming_rows(path, header, columns, block_size, BINARY)
             except pa.ArrowInvalid as exc:
                 if "straddl" not in str(exc):
                     raise
@@ -118,16 +128,16 @@ def read_columns(path: Path, header: CsvHeader, columns: Sequence[str]) -> pa.Ta
 
 
 def _read_naming_rows(
-    path: Path, header: CsvHeader, columns: Sequence[str], block_size: int
+    path: Path, header: CsvHeader, columns: Sequence[str], block_size: int, kind: pa.DataType
 ) -> pa.Table:
     try:
-        return _read(path, header, columns, block_size, use_threads=True)
+        return _read(path, header, columns, block_size, kind, use_threads=True)
     except pa.ArrowInvalid as exc:
         if "CSV parse error" not in str(exc):
             raise
         # pyarrow names the row of a parse error only when it reads on one thread.
         try:
-            _read(path, header, columns, block_size, use_threads=False)
+            _read(path, header, columns, block_size, kind, use_threads=False)
         except pa.ArrowInvalid as again:
             raise SourceError(f"{path}: {_spreadsheet_rows(one_line(again), header)}") from None
         raise
@@ -174,17 +184,27 @@ def _only_member(path: Path, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
 
 
 def _read(
-    path: Path, header: CsvHeader, columns: Sequence[str], block_size: int, use_threads: bool
+    path: Path,
+    header: CsvHeader,
+    columns: Sequence[str],
+    block_size: int,
+    kind: pa.DataType,
+    use_threads: bool,
 ) -> pa.Table:
     with open_bytes(path) as stream:
-        table = pacsv.read_csv(stream, **options(header, columns, block_size, use_threads))
+        table = pacsv.read_csv(stream, **options(header, columns, block_size, use_threads, kind))
     return table.select(list(columns))
 
 
 def options(
-    header: CsvHeader, columns: Sequence[str], block_size: int, use_threads: bool = True
+    header: CsvHeader,
+    columns: Sequence[str],
+    block_size: int,
+    use_threads: bool = True,
+    kind: pa.DataType = BINARY,
 ) -> dict[str, Any]:
-    """pyarrow's options for reading ``columns`` as binary, exactly as the file holds them."""
+    """pyarrow's options for reading ``columns`` as ``kind`` (binary: exactly as the file
+    holds them; string: the same, checked as UTF-8)."""
     wanted = list(dict.fromkeys(columns))
     return {
         "read_options": pacsv.ReadOptions(
@@ -203,7 +223,7 @@ def options(
         ),
         "convert_options": pacsv.ConvertOptions(
             include_columns=wanted,
-            column_types={c: pa.binary() for c in wanted},
+            column_types={c: kind for c in wanted},
             null_values=[],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
