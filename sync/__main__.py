@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from sync.cli import main
+from sync.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +21,24 @@ from sync.commands.init import add_init_parser
 from sync.commands.metrics import add_metrics_arguments
 from sync.errors import EXIT_FAILED, EXIT_USAGE, as_error
 
-__all__ = ["DEFAULT_CONFIG", "main"]
+__all__ = ["DEFAULT_CONFIG", "entry", "main"]
+
+
+def entry() -> None:
+    """The console script: ``main``, then out without the interpreter's teardown.
+
+    Once a command has returned, its work is saved and fsynced and its files are closed;
+    what is left is freeing polars', pyarrow's and numpy's modules and memory, 0.15 to 0.2 s
+    on a 2-core machine, a tenth of an unchanged 1M-row run. Only the output is flushed.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what it missed is lost either way
+            code = code or EXIT_FAILED
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

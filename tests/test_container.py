@@ -20,7 +20,7 @@ def instructions(name: str) -> list[str]:
 def test_the_entrypoint_is_the_packaged_command() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert instructions("ENTRYPOINT") == ['["np6-sync"]']
-    assert scripts["np6-sync"] == "sync.cli:main"
+    assert scripts["np6-sync"] == "sync.cli:entry"
 
 
 def test_the_image_is_multi_stage_pinned_and_runs_as_a_user() -> None:
