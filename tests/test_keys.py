@@ -213,3 +213,13 @@ def test_a_column_of_one_short_value_is_still_checked(value: str) -> None:
     # One byte of data (or three, or two) is enough to hold an invisible character.
     keyset = build_keys(pa.table({"c": [value]}), TargetsConfig(columns=["c"]))
     assert keyset.keys.to_pylist() == [] and keyset.rows_rejected == 1
+
+
+@pytest.mark.parametrize("value", ["\x1f", "\x7f", "\x80", "\x9f", "\u200d", "\u2060", "\ufeff"])
+def test_printable_ascii_around_an_invisible_character_does_not_hide_it(value: str) -> None:
+    # The quick look at the bytes' lowest and highest must not pass a column whose other
+    # values are all printable ASCII, from the space to the tilde.
+    column = ["a ~", f"a{value}b", "0123456789", "~~"]
+    keyset = build_keys(pa.table({"c": column}), TargetsConfig(columns=["c"]))
+    assert keyset.keys.to_pylist() == ["a ~", "0123456789", "~~"]
+    assert keyset.rejected["row"].to_pylist() == [2]
