@@ -23,7 +23,13 @@ from sync.core.keys import KEY_TYPE, KeySet, merged
 from sync.errors import StoppedError
 from sync.read.ahead import read_ahead
 from sync.read.batches import Unstreamable, read_batches
-from sync.read.job import collect_job_keys, read_job_source, source_columns, source_spec
+from sync.read.job import (
+    collect_job_keys,
+    local_size,
+    read_job_source,
+    source_columns,
+    source_spec,
+)
 from sync.read.sources import SourceTable
 from sync.state.scan import Scanned
 
@@ -35,12 +41,7 @@ FOLD_BYTES = 64 << 20
 
 def may_fold(job: Job) -> bool:
     """Whether the job's own source is a local file large enough to fold."""
-    if job.source_url is not None:
-        return False
-    try:
-        return job.source_path.stat().st_size >= FOLD_BYTES
-    except OSError:
-        return False  # the whole read says what is wrong with the file
+    return local_size(job) >= FOLD_BYTES
 
 
 def fold_source(

@@ -16,6 +16,7 @@ import pyarrow as pa
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.fold import Folded, fold_array
+from sync.core.hashing import import_beside
 from sync.core.keys import KEY_TYPE, KeySet
 from sync.core.plan import Holding, Plan, applied, check_safeguards, make_plan
 from sync.errors import (
@@ -35,7 +36,7 @@ from sync.read.sources import SourceTable
 from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
-from sync.same_set import same_set
+from sync.same_set import same_set, will_hash
 from sync.state.local import StateStore
 from sync.state.scan import Scanned, scan_state
 from sync.state.seal import SourceProof, proof_beside, seal_run
@@ -163,6 +164,8 @@ def _not_stopped(run: JobRun) -> None:
 
 
 def _read(run: JobRun) -> None:
+    if will_hash(run.job):
+        import_beside()
     scanned = _scan(run)
     try:
         with run.timer("read"):

@@ -24,16 +24,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sync.config import Job
 from sync.core.fold import Folded
 from sync.core.hashing import SetPrint, set_print
 from sync.core.keys import KEY_TYPE
 from sync.errors import StateError
+from sync.read.job import local_size
 from sync.state import local
 from sync.state.scan import REMEDY, picker, read_keys
 from sync.state.store import Store
 
 if TYPE_CHECKING:
     import polars as pl
+
+
+# A source file this large holds enough keys to be hashed (hashing.SMALL keys of 20 bytes
+# and more): polars, which hashes, may be imported while it is read.
+HASHED_BYTES = 2 << 20
+
+
+def will_hash(job: Job) -> bool:
+    """Whether the job's own source file is large enough that its keys will be hashed."""
+    return local_size(job) >= HASHED_BYTES
 
 
 @dataclass(frozen=True)

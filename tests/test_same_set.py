@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -218,3 +220,27 @@ def test_a_state_holding_a_key_twice_is_read(tmp_path, emulator, cli, config) ->
     report = run(cli, job, config)
     assert read_state(report) and report["status"] == "no_changes"
     assert emulator.members(SEGMENT) == set(KEYS)
+
+
+def test_a_large_local_source_has_polars_imported_while_it_is_read(tmp_path: Path) -> None:
+    from sync.config import load_job
+    from sync.same_set import HASHED_BYTES, will_hash
+
+    job = load_job(job_file(tmp_path))
+    assert not will_hash(job)  # no file yet: its reader will say so
+    (tmp_path / "list.csv").write_bytes(b"email\n" + b"x" * (HASHED_BYTES - 8) + b"\n")
+    assert not will_hash(job)
+    (tmp_path / "list.csv").write_bytes(b"email\n" + b"x" * (HASHED_BYTES - 7) + b"\n")
+    assert will_hash(job)
+    script = (
+        "import sys, threading\n"
+        "from sync.core.hashing import import_beside\n"
+        "assert 'polars' not in sys.modules\n"
+        "import_beside()\n"
+        "for thread in threading.enumerate():\n"
+        "    if thread.name == 'np6sync-import':\n"
+        "        thread.join()\n"
+        "assert 'polars' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

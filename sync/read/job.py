@@ -19,6 +19,17 @@ def source_columns(job: Job) -> list[str]:
     return names
 
 
+def local_size(job: Job) -> int:
+    """The size of the job's own local source file; -1 for a URL, or a file that cannot be
+    looked at (its reader will say why)."""
+    if job.source_url is not None:
+        return -1
+    try:
+        return job.source_path.stat().st_size
+    except OSError:
+        return -1
+
+
 def read_job_source(job: Job, columns: list[str] | None = None) -> SourceTable:
     """The key columns (and the condition's, or ``columns``) of the job's source, a local
     file or a URL."""
