@@ -22,16 +22,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sync.config import Job
 from sync.core.fold import Folded
 from sync.core.hashing import SetPrint, set_print
 from sync.core.keys import KEY_TYPE
-from sync.errors import StateError
 from sync.read.job import local_size
 from sync.state import local
-from sync.state.scan import REMEDY, picker, read_keys
+from sync.state.scan import picker, read_keys
 from sync.state.store import Store
 
 if TYPE_CHECKING:
@@ -65,21 +63,14 @@ def same_set(store: Store, keys: pa.Array, full_refresh: bool) -> Checked:
         return Checked()
     if store.has_journal() or not store.path.exists():
         return Checked()
-    held = SetPrint.from_json(store.metadata().get("key_set"))
-    if held is None:
+    recorded = store.metadata().get("key_set") or {}
+    held = SetPrint.from_json(recorded)
+    if held is None or recorded.get("rows") != held.count:  # a key twice: read it all
         return Checked()
     printed, digests = set_print(keys)
-    if printed != held or _rows(store) != held.count:
+    if printed != held:
         return Checked(digests=digests)
     everywhere = pa.array(np.ones(held.count, dtype=bool))
     none = pa.array([], KEY_TYPE)
     folded = Folded(held.count, everywhere, none, none, picker(store.path))
     return Checked(folded, partial(read_keys, store.path))
-
-
-def _rows(store: local.StateStore) -> int:
-    try:
-        with pq.ParquetFile(store.path) as file:
-            return int(file.metadata.num_rows)
-    except (OSError, pa.ArrowException) as exc:
-        raise StateError(f"{store.path}: unreadable state file ({exc}); {REMEDY}") from None

@@ -157,3 +157,11 @@ def test_a_fold_in_batches_keeps_every_copy_of_a_key_held_twice() -> None:
     folded = fold.result(lambda mask: held.filter(mask))
     assert folded.in_source.to_pylist() == [False, True, False, True, True, True]
     assert folded.gone.to_pylist() == ["a", "c"] and folded.added.to_pylist() == ["e"]
+
+
+def test_a_fold_in_memory_looks_up_the_source_digests_it_is_given() -> None:
+    from sync.core.hashing import _digests
+
+    given = _digests(pa.array(["a"]))  # what a same-set check hashed of the source
+    folded = fold_array(pa.array(["c"]), pa.array(["a", "b"]), small=0, digests=given)
+    assert folded.in_source.to_pylist() == [True, False]

@@ -81,3 +81,26 @@ def test_arrows_lookup_below_small_or_with_an_empty_side_digests_else(
     assert overlap.direct is direct
     assert overlap.left_in_right().to_pylist() == pc.is_in(lefts, value_set=rights).to_pylist()
     assert overlap.right_in_left().to_pylist() == pc.is_in(rights, value_set=lefts).to_pylist()
+
+
+def test_a_print_is_the_count_and_the_wrapping_sums_of_the_distinct_digests_halves() -> None:
+    from sync.core.fold import digests
+
+    distinct = pa.array([f"key{n}@example.com" for n in range(500)])
+    high, low = digests(distinct)  # the halves: SEEDS[0]'s hash, then SEEDS[1]'s
+    printed = hashing.set_print(pa.concat_arrays([distinct, distinct.slice(7, 20)]))[0]
+    assert printed.count == 500
+    assert (printed.high, printed.low) == (int(high.sum()), int(low.sum()))  # modulo 2^64
+    assert printed.hasher == hashing.hasher()
+
+
+def test_the_empty_set_s_print_is_taken_back() -> None:
+    empty = {"count": 0, "high": 0, "low": 0, "hasher": hashing.hasher()}
+    assert hashing.SetPrint.from_json(empty) == hashing.SetPrint(0, 0, 0, hashing.hasher())
+
+
+def test_an_overlap_looks_up_the_digests_it_is_given() -> None:
+    # A caller that hashed ``right`` already hands its digests over: they are what counts.
+    given_digests = _digests(pa.array(["a"]))
+    overlap = Overlap(pa.array(["a", "b"]), pa.array(["c"]), 0, right_digests=given_digests)
+    assert overlap.left_in_right().to_pylist() == [True, False]

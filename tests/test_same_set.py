@@ -15,8 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SEGMENT, make_job, settings_file, write_csv
-from sync.core.hashing import SetPrint, hasher, set_print
+from sync.core.hashing import SetPrint, _digests, hasher, set_print
+from sync.core.keys import KEY_TYPE
 from sync.emulator import Emulator
+from sync.same_set import Checked, same_set
 from sync.state import local
 from sync.state.local import StateStore
 
@@ -121,6 +123,38 @@ def test_a_state_records_its_print_only_when_it_has_no_deferred_removals(tmp_pat
     assert "key_set" not in metadata(store.path)
     store.save(iter([pa.array(KEYS)]))  # in parts: a folded run's state is not printed
     assert "key_set" not in metadata(store.path)
+
+
+def test_a_same_set_is_folded_whole_and_can_read_the_state_back(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.parquet", SEGMENT, {"columns": ["email"]})
+    store.save(pa.array(KEYS))
+    checked = same_set(store, pa.array([*reversed(KEYS), KEYS[9]]), full_refresh=False)
+    folded = checked.folded
+    assert folded is not None and checked.reread is not None and checked.digests is None
+    assert (folded.held, folded.count, folded.in_source.type) == (60, 60, pa.bool_())
+    assert folded.in_source.true_count == len(folded.in_source) == 60
+    assert folded.added.type == folded.gone.type == KEY_TYPE
+    assert len(folded.added) == len(folded.gone) == 0
+    assert folded.every().to_pylist() == KEYS  # a plan that sends every key reads them
+    assert [k for part in checked.reread() for k in part.to_pylist()] == KEYS
+
+    other = pa.array([*KEYS[:-1], "someone@example.com"])
+    missed = same_set(store, other, full_refresh=False)
+    assert missed.folded is None and missed.reread is None
+    assert missed.digests is not None and missed.digests.equals(_digests(other))
+    assert same_set(store, pa.array(KEYS), full_refresh=True) == Checked()
+
+
+def test_the_print_threshold_counts_keys_at_and_over_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(local, "PRINT_KEYS", len(KEYS))
+    store = StateStore(tmp_path / "s.parquet", SEGMENT, {"columns": ["email"]})
+    store.save(pa.array(KEYS))
+    assert metadata(store.path)["key_set"]["rows"] == len(KEYS)
+    assert same_set(store, pa.array(KEYS[::-1]), full_refresh=False).folded is not None
+    store.save(pa.array(KEYS[:-1]))
+    assert "key_set" not in metadata(store.path)
+    store.save(pa.array(KEYS))
+    assert same_set(store, pa.array(KEYS[:-1]), full_refresh=False) == Checked()
 
 
 # --- through the command line ------------------------------------------------------------
@@ -244,3 +278,15 @@ def test_a_large_local_source_has_polars_imported_while_it_is_read(tmp_path: Pat
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_full_refresh_over_a_state_of_another_key_definition_rebuilds_it(
+    tmp_path, emulator, cli, config
+) -> None:
+    first_load(tmp_path, cli, config, emulator)
+    job = make_job(tmp_path, targets={"columns": ["email"]})  # transforms gone: foreign
+    write_csv(tmp_path / "list.csv", shuffled(KEYS))
+    run(cli, job, config, code=2)  # the state is not this job's
+    report = run(cli, job, config, "--full-refresh")
+    assert report["action"] == "reload" and report["status"] == "succeeded"
+    assert emulator.members(SEGMENT) == {k for [k] in shuffled(KEYS) if k}

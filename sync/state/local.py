@@ -230,7 +230,8 @@ class StateStore:
             parts = [keys]
             # Only a state without deferred removals: a run with some always plans.
             if len(keys) >= PRINT_KEYS and (pending is None or not len(pending)):
-                meta["key_set"] = set_print(keys)[0].as_json()
+                # The rows too: a state holding a key twice is not its keys' set.
+                meta["key_set"] = {**set_print(keys)[0].as_json(), "rows": len(keys)}
         schema = pa.schema(
             [
                 ("key", KEY_TYPE),
