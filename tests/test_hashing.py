@@ -104,3 +104,34 @@ def test_an_overlap_looks_up_the_digests_it_is_given() -> None:
     given_digests = _digests(pa.array(["a"]))
     overlap = Overlap(pa.array(["a", "b"]), pa.array(["c"]), 0, right_digests=given_digests)
     assert overlap.left_in_right().to_pylist() == [True, False]
+
+
+def test_a_module_is_imported_beside_on_a_daemon_thread(tmp_path, monkeypatch) -> None:
+    import sys
+    import threading
+
+    (tmp_path / "np6sync_probe.py").write_text("import time\ntime.sleep(0.3)\nVALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+
+    def importing() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "np6sync-import"]
+
+    try:
+        hashing.import_beside("np6sync_probe")
+        [thread] = importing()
+        assert thread.daemon  # never keeps a finished run waiting
+        assert "np6sync_probe" not in sys.modules or not hasattr(
+            sys.modules["np6sync_probe"], "VALUE"
+        )
+        thread.join(10)
+        assert sys.modules["np6sync_probe"].VALUE == 1
+        hashing.import_beside("np6sync_probe")  # imported already: no thread
+        assert importing() == []
+        hashing.import_beside("np6sync_no_such_module")  # left to the import that needs it
+        for thread in importing():
+            thread.join(10)
+        assert failures == [] and "np6sync_no_such_module" not in sys.modules
+    finally:
+        sys.modules.pop("np6sync_probe", None)

@@ -106,16 +106,16 @@ def set_print(keys: pa.Array | pa.ChunkedArray) -> tuple[SetPrint, pl.Series]:
     return SetPrint(len(halves), high, low, hasher()), digests
 
 
-def import_beside() -> None:
-    """Start importing polars on a thread of its own: 0.1 to 0.15 s of Python, which runs
-    while the main thread reads a large source (pyarrow lets go of the GIL) instead of
-    after it. A failure is left to the import that needs polars, to report."""
+def import_beside(module: str = "polars") -> None:
+    """Start importing ``module`` on a thread of its own: polars is 0.1 to 0.15 s of Python,
+    which runs while the main thread reads a large source (pyarrow lets go of the GIL)
+    instead of after it. A failure is left to the import that needs the module, to report."""
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            importlib.import_module("polars")
+            importlib.import_module(module)
 
-    if "polars" not in sys.modules:
+    if module not in sys.modules:
         threading.Thread(target=load, name="np6sync-import", daemon=True).start()
 
 
