@@ -110,6 +110,8 @@ def test_a_module_is_imported_beside_on_a_daemon_thread(tmp_path, monkeypatch) -
     import sys
     import threading
 
+    import polars  # noqa: F401  (imported already here: ``import_beside()`` must not start)
+
     (tmp_path / "np6sync_probe.py").write_text("import time\ntime.sleep(0.3)\nVALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     failures: list[object] = []
@@ -119,7 +121,7 @@ def test_a_module_is_imported_beside_on_a_daemon_thread(tmp_path, monkeypatch) -
         return [t for t in threading.enumerate() if t.name == "np6sync-import"]
 
     try:
-        hashing.import_beside()  # polars, which these tests imported already: no thread
+        hashing.import_beside()  # polars, imported already: no thread
         assert importing() == []
         hashing.import_beside("np6sync_probe")
         [thread] = importing()
