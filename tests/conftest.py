@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -109,6 +110,15 @@ def cli(
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+def run_job(cli, job: Path, config: Path, *extra: str, code: int = 0) -> dict[str, Any]:
+    """``run`` of one job through the in-process command line: its report."""
+    report = job.with_name("report.json")
+    result = cli("run", job, "--config", config, "--report-json", report, *extra)
+    assert result.code == code, result.out + result.err
+    job_report: dict[str, Any] = json.loads(report.read_text())["jobs"][0]
+    return job_report
 
 
 def run_process(args: Sequence[str | Path], env: dict[str, str], **kwargs: Any):

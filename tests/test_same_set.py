@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SEGMENT, make_job, settings_file, write_csv
+from conftest import run_job as run
 from sync.core.hashing import SetPrint, _digests, hasher, set_print
 from sync.core.keys import KEY_TYPE
 from sync.emulator import Emulator
@@ -47,14 +48,6 @@ def shuffled(keys: list[str], seed: int = 7) -> list[list[str]]:
     rows = [[k] for k in keys] + [[keys[3].upper()], [""]]
     random.Random(seed).shuffle(rows)
     return rows
-
-
-def run(cli, job: Path, config: Path, *extra: str, code: int = 0) -> dict:
-    report = job.with_name("report.json")
-    result = cli("run", job, "--config", config, "--report-json", report, *extra)
-    assert result.code == code, result.out + result.err
-    job_report: dict = json.loads(report.read_text())["jobs"][0]
-    return job_report
 
 
 def read_state(report: dict) -> bool:

@@ -3,7 +3,6 @@ reads the file again. Through the real CLI against the emulator."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SEGMENT, make_job, run_process, settings_file, write_csv
+from conftest import run_job as run
 from sync.emulator import Emulator
 from sync.state.seal import file_digest, seal_path
 
@@ -32,14 +32,6 @@ def rows() -> list[list[str]]:
 def job_file(tmp_path: Path, **overrides: object) -> Path:
     targets = {"columns": ["email"], "transforms": {"email": ["strip", "lower"]}}
     return make_job(tmp_path, targets=targets, **overrides)
-
-
-def run(cli, job: Path, config: Path, *extra: str, code: int = 0) -> dict:
-    report = job.with_name("report.json")
-    result = cli("run", job, "--config", config, "--report-json", report, *extra)
-    assert result.code == code, result.out + result.err
-    job_report: dict = json.loads(report.read_text())["jobs"][0]
-    return job_report
 
 
 def quick(report: dict) -> bool:
