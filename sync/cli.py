@@ -34,6 +34,8 @@ def entry() -> None:
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed: nothing was written
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: what it missed is lost either way

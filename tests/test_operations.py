@@ -116,3 +116,31 @@ def test_many_jobs_run_on_past_a_broken_one(
     assert emulator.members(SEGMENT) == {f"user{n}@example.com" for n in range(10)}
     assert len(emulator.members(99)) == 30
     assert "missing.csv" in result.out
+
+
+def test_a_run_started_with_its_output_closed_exits_with_its_own_code(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator
+) -> None:
+    """Some schedulers start jobs with stdout or stderr closed: Python then has no stream
+    to flush, and the console script must still leave with the run's code."""
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", emails(0, 30))
+    for closed in (1, 2):
+        done = subprocess.run(
+            [sys.executable, "-m", "sync", "run", str(job)],
+            env=env,
+            cwd=tmp_path,
+            preexec_fn=lambda fd=closed: os.close(fd),
+            timeout=60,
+        )
+        assert done.returncode == 0
+    assert emulator.members(SEGMENT) == {e for [e] in emails(0, 30)}
+    missing = make_job(tmp_path, name="gone", source={"path": "missing.csv"})
+    failed = subprocess.run(
+        [sys.executable, "-m", "sync", "run", str(missing)],
+        env=env,
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(1),
+        timeout=60,
+    )
+    assert failed.returncode == 2
