@@ -39,7 +39,7 @@ from sync.report.phases import PhaseTimer
 from sync.same_set import same_set, will_hash
 from sync.state.local import StateStore
 from sync.state.scan import Scanned, scan_state
-from sync.state.seal import SourceProof, proof_beside, seal_run
+from sync.state.seal import SourceProof, job_shape, proof_beside, seal_run
 from sync.state.store import Store, store_for
 
 if TYPE_CHECKING:
@@ -239,7 +239,9 @@ def _plan(run: JobRun) -> None:
 def _fold_whole(run: JobRun) -> None:
     """The source's keys against the state's: not read when both hold the same keys."""
     with run.timer("diff"):
-        same = same_set(run.store, run.keyset.keys, run.options.full_refresh)
+        shape = job_shape(run.job, run.options.media_type)
+        refresh = run.options.full_refresh
+        same = same_set(run.store, run.keyset.keys, full_refresh=refresh, shape=shape)
     if same.folded is not None:
         run.holding, run.folded, run.reread = Holding.empty(), same.folded, same.reread
     else:

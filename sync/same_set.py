@@ -7,10 +7,13 @@ of the source and no other. The plan is then made without reading the state's ke
 export of the same list in another order, whose bytes differ, so that no seal can vouch
 for it (sync.state.seal).
 
-Any doubt, and the state is read as before: a journal to replay (its steps are not in the
-print), deferred removals (a state with some records no print), ``--full-refresh``, a
-print of another polars (its hash is stable only within a version), a state file with a
-key twice, a state kept in object storage.
+The print is trusted only for a state file that the seal of the job's last run vouches
+for (sync.state.seal: the same job and settings, and the state file's identity unchanged
+since): a tool that rewrote the state since, even keeping its metadata, makes the run read
+it. Any doubt, and the state is read as before: no seal, a journal to replay (its steps
+are not in the print), deferred removals (a state with some records no print, and is
+never sealed), ``--full-refresh``, a print of another recipe or polars (polars' hash is
+stable only within a version), a state file with a key twice, a state in object storage.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sync.core.keys import KEY_TYPE
 from sync.read.job import local_size
 from sync.state import local
 from sync.state.scan import picker, read_keys
+from sync.state.seal import state_vouched
 from sync.state.store import Store
 
 if TYPE_CHECKING:
@@ -57,11 +61,14 @@ class Checked:
     digests: pl.Series | None = None
 
 
-def same_set(store: Store, keys: pa.Array, full_refresh: bool) -> Checked:
-    """``keys``: the source's valid keys, repeats included."""
+def same_set(store: Store, keys: pa.Array, *, full_refresh: bool, shape: str) -> Checked:
+    """``keys``: the source's valid keys, repeats included; ``shape``: the job's, as its
+    seal records it (``seal.job_shape``)."""
     if full_refresh or not isinstance(store, local.StateStore) or len(keys) < local.PRINT_KEYS:
         return Checked()
-    if store.has_journal() or not store.path.exists():
+    # Only a state file that the seal of this job's last run vouches for: another tool may
+    # have rewritten it since, and kept its metadata (pyarrow does, table to table).
+    if store.has_journal() or not state_vouched(store.path, shape):
         return Checked()
     recorded = store.metadata().get("key_set") or {}
     held = SetPrint.from_json(recorded)

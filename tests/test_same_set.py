@@ -22,6 +22,7 @@ from sync.emulator import Emulator
 from sync.same_set import Checked, same_set
 from sync.state import local
 from sync.state.local import StateStore
+from sync.state.seal import COUNTS, SourceProof, write_seal
 
 COUNTED = ("status", "action", "rows_read", "rows_rejected", "duplicate_keys", "keys")
 COUNTED += ("added", "removed", "rejects_by_reason", "exit_code")
@@ -68,6 +69,16 @@ def rewrite_metadata(path: Path, **changes: object) -> None:
     table = pq.read_table(path)
     meta = {**metadata(path), **changes}
     pq.write_table(table.replace_schema_metadata({b"np6sync": json.dumps(meta)}), path)
+
+
+def sealed(store: StateStore, shape: str = "the job") -> StateStore:
+    """``store`` vouched for by a seal, as after a run of the job ``shape``."""
+    source = store.path.with_name("sealed-source.csv")
+    source.write_text("email\n")
+    proof = SourceProof.take(source)
+    assert proof is not None
+    write_seal(store.path, shape, proof, dict.fromkeys(COUNTS, 0))
+    return store
 
 
 def first_load(tmp_path: Path, cli, config: Path, emulator: Emulator, **job: object) -> Path:
@@ -118,10 +129,15 @@ def test_a_state_records_its_print_only_when_it_has_no_deferred_removals(tmp_pat
     assert "key_set" not in metadata(store.path)
 
 
+def same(store: StateStore, keys: list[str], shape: str = "the job", **kw: bool) -> Checked:
+    return same_set(store, pa.array(keys), full_refresh=kw.get("full_refresh", False), shape=shape)
+
+
 def test_a_same_set_is_folded_whole_and_can_read_the_state_back(tmp_path) -> None:
     store = StateStore(tmp_path / "s.parquet", SEGMENT, {"columns": ["email"]})
     store.save(pa.array(KEYS))
-    checked = same_set(store, pa.array([*reversed(KEYS), KEYS[9]]), full_refresh=False)
+    sealed(store)
+    checked = same(store, [*reversed(KEYS), KEYS[9]])
     folded = checked.folded
     assert folded is not None and checked.reread is not None and checked.digests is None
     assert (folded.held, folded.count, folded.in_source.type) == (60, 60, pa.bool_())
@@ -131,11 +147,39 @@ def test_a_same_set_is_folded_whole_and_can_read_the_state_back(tmp_path) -> Non
     assert folded.every().to_pylist() == KEYS  # a plan that sends every key reads them
     assert [k for part in checked.reread() for k in part.to_pylist()] == KEYS
 
-    other = pa.array([*KEYS[:-1], "someone@example.com"])
-    missed = same_set(store, other, full_refresh=False)
+    other = [*KEYS[:-1], "someone@example.com"]
+    missed = same(store, other)
     assert missed.folded is None and missed.reread is None
-    assert missed.digests is not None and missed.digests.equals(_digests(other))
-    assert same_set(store, pa.array(KEYS), full_refresh=True) == Checked()
+    assert missed.digests is not None and missed.digests.equals(_digests(pa.array(other)))
+    assert same(store, KEYS, full_refresh=True) == Checked()
+
+
+def test_only_a_state_its_job_s_seal_vouches_for_is_trusted_to_its_print(tmp_path) -> None:
+    store = StateStore(tmp_path / "s.parquet", SEGMENT, {"columns": ["email"]})
+    store.save(pa.array(KEYS))
+    assert same(store, KEYS) == Checked()  # no seal
+    sealed(store, "another job")
+    assert same(store, KEYS) == Checked()
+    sealed(store)
+    assert same(store, KEYS).folded is not None
+    # Another tool rewrites the state, keeping its metadata (pyarrow does): 10 keys fewer.
+    pq.write_table(pq.read_table(store.path).slice(10), store.path)
+    assert metadata(store.path)["key_set"]["count"] == len(KEYS)
+    assert same(store, KEYS) == Checked()
+    sealed(store)  # the journal of an unfinished run, on a state the seal vouches for
+    store.journal_path.write_text("")
+    assert same(store, KEYS) == Checked()
+
+
+@pytest.mark.parametrize("change", ["hasher", "count", "high", "low", "rows"])
+def test_a_print_that_does_not_match_the_source_s_is_not_taken(tmp_path, change) -> None:
+    store = StateStore(tmp_path / "s.parquet", SEGMENT, {"columns": ["email"]})
+    store.save(pa.array(KEYS))
+    key_set = metadata(store.path)["key_set"]
+    changed = {"hasher": "polars 0.0.1", "count": 61, "high": 0, "low": 0, "rows": 61}[change]
+    rewrite_metadata(store.path, key_set={**key_set, change: changed})
+    sealed(store)  # as if np6-sync had written it so
+    assert same(store, KEYS).folded is None
 
 
 def test_the_print_threshold_counts_keys_at_and_over_it(tmp_path, monkeypatch) -> None:
@@ -143,11 +187,11 @@ def test_the_print_threshold_counts_keys_at_and_over_it(tmp_path, monkeypatch) -
     store = StateStore(tmp_path / "s.parquet", SEGMENT, {"columns": ["email"]})
     store.save(pa.array(KEYS))
     assert metadata(store.path)["key_set"]["rows"] == len(KEYS)
-    assert same_set(store, pa.array(KEYS[::-1]), full_refresh=False).folded is not None
+    assert same(sealed(store), KEYS[::-1]).folded is not None
     store.save(pa.array(KEYS[:-1]))
     assert "key_set" not in metadata(store.path)
     store.save(pa.array(KEYS))
-    assert same_set(store, pa.array(KEYS[:-1]), full_refresh=False) == Checked()
+    assert same(sealed(store), KEYS[:-1]) == Checked()
 
 
 # --- through the command line ------------------------------------------------------------
@@ -226,17 +270,20 @@ def test_a_full_refresh_reloads_whatever_the_print(tmp_path, emulator, cli, conf
     assert emulator.members(SEGMENT) == set(KEYS)
 
 
-@pytest.mark.parametrize("change", ["hasher", "count", "high"])
-def test_a_print_that_does_not_match_reads_the_state(
-    tmp_path, emulator, cli, config, change
-) -> None:
+def test_a_state_rewritten_by_another_tool_is_read(tmp_path, emulator, cli, config) -> None:
+    """Ten targets left the segment outside np6-sync, and an operator dropped their keys
+    from the state to have them sent again; pyarrow kept the file's metadata, print
+    included: the seal no longer vouches for the file."""
     job = first_load(tmp_path, cli, config, emulator)
-    key_set = metadata(state_of(tmp_path))["key_set"]
-    tampered = {"hasher": "polars 0.0.1", "count": key_set["count"] + 1, "high": 0}[change]
-    rewrite_metadata(state_of(tmp_path), key_set={**key_set, change: tampered})
+    state = state_of(tmp_path)
+    pq.write_table(pq.read_table(state).slice(10), state)
+    emulator.set_members(SEGMENT, KEYS[10:])
     write_csv(tmp_path / "list.csv", shuffled(KEYS))
+    emulator.reset_calls()
     report = run(cli, job, config)
-    assert read_state(report) and report["status"] == "no_changes"
+    assert read_state(report) and (report["added"], report["status"]) == (10, "succeeded")
+    assert sum(c.method == "PUT" for c in emulator.calls) == 1
+    assert emulator.members(SEGMENT) == set(KEYS)
 
 
 def test_a_state_holding_a_key_twice_is_read(tmp_path, emulator, cli, config) -> None:

@@ -83,9 +83,10 @@ class SetPrint:
 
 
 def hasher() -> str:
+    """The recipe of a print (seeds, halves, sums) and the polars that hashes for it."""
     import polars as pl
 
-    return f"polars {pl.__version__}"
+    return f"np6-sync set print 1, polars {pl.__version__}"
 
 
 def set_print(keys: pa.Array | pa.ChunkedArray) -> tuple[SetPrint, pl.Series]:

@@ -160,9 +160,9 @@ def drop_seal(state: Path) -> None:
     seal_path(state).unlink(missing_ok=True)
 
 
-def unchanged_counts(state: Path, shape: str, source: Path) -> dict[str, Any] | None:
-    """The counts of the last run, when the source, the job and the state are all those
-    the seal records and no run is unfinished; None at the least doubt."""
+def _valid_seal(state: Path, shape: str) -> dict[str, Any] | None:
+    """The seal, when it speaks for this job and for the state file as it is now, and no
+    run is unfinished; None at the least doubt."""
     journal = state.with_name(state.name + ".journal")
     if os.path.lexists(journal):  # an unfinished run, perhaps an unfinished clear
         return None
@@ -173,6 +173,21 @@ def unchanged_counts(state: Path, shape: str, source: Path) -> dict[str, Any] | 
     if not isinstance(seal, dict) or seal.get("seal_version") != SEAL_VERSION:
         return None
     if seal.get("shape") != shape or seal.get("state") != _identity(state):
+        return None
+    return seal
+
+
+def state_vouched(state: Path, shape: str) -> bool:
+    """Whether the state file is the very one this job's last run saved or found equal to
+    its source, untouched since by anyone: what its metadata says of its keys holds."""
+    return _valid_seal(state, shape) is not None
+
+
+def unchanged_counts(state: Path, shape: str, source: Path) -> dict[str, Any] | None:
+    """The counts of the last run, when the source, the job and the state are all those
+    the seal records and no run is unfinished; None at the least doubt."""
+    seal = _valid_seal(state, shape)
+    if seal is None:
         return None
     counts = seal.get("counts")
     if not isinstance(counts, dict) or any(name not in counts for name in COUNTS):
