@@ -66,9 +66,10 @@ def same_set(store: Store, keys: pa.Array, *, full_refresh: bool, shape: str) ->
     seal records it (``seal.job_shape``)."""
     if full_refresh or not isinstance(store, local.StateStore) or len(keys) < local.PRINT_KEYS:
         return Checked()
-    # Only a state file that the seal of this job's last run vouches for: another tool may
-    # have rewritten it since, and kept its metadata (pyarrow does, table to table).
-    if store.has_journal() or not state_vouched(store.path, shape):
+    # Only a state file that the seal of this job's last run vouches for (never with a
+    # journal on record): another tool may have rewritten it since, and kept its metadata
+    # (pyarrow does, table to table).
+    if not state_vouched(store.path, shape):
         return Checked()
     recorded = store.metadata().get("key_set") or {}
     held = SetPrint.from_json(recorded)

@@ -36,6 +36,7 @@ _ROW = re.compile(r"Row #(\d+)")
 # pyarrow parses a block at a time and reads rows up to about twice its block size: the
 # default block first (1 MB), larger ones only for a file whose rows need them.
 _BLOCK_SIZES = (1 << 20, 1 << 24, 1 << 26)
+BINARY = pa.binary()
 # Real headers are a few KB; past this, the file is not a CSV or a quote never closes.
 MAX_HEADER_BYTES = 1 << 20
 
@@ -100,22 +101,13 @@ def _scan_head(path: Path, codec: str, delimiters: str) -> tuple[bytes, RecordSc
     return bytes(raw), scan
 
 
-BINARY = pa.binary()
-
-
 def read_columns(path: Path, header: CsvHeader, columns: Sequence[str]) -> pa.Table:
     """The requested columns as text, or as binary when some value is not UTF-8: the
     caller checks and names non-UTF-8 rows."""
     try:
         for block_size in _BLOCK_SIZES:
             try:
-                try:
-                    # As text, the reader's threads check UTF-8 as they parse.
-                    return _read_naming_rows(path, header, columns, block_size, pa.string())
-                except pa.ArrowInvalid as exc:
-                    if "invalid UTF8" not in str(exc):
-                        raise
-                return _read_naming_rows(path, header, columns, block_size, BINARY)
+                return _read_text(path, header, columns, block_size)
             except pa.ArrowInvalid as exc:
                 if "straddl" not in str(exc):
                     raise
@@ -125,6 +117,17 @@ def read_columns(path: Path, header: CsvHeader, columns: Sequence[str]) -> pa.Ta
         )
     except UnicodeDecodeError:
         raise _decode_error(path, header.codec) from None
+
+
+def _read_text(path: Path, header: CsvHeader, columns: Sequence[str], block_size: int) -> pa.Table:
+    """As text, the reader's threads check UTF-8 as they parse; as binary when some value
+    is not UTF-8, for the caller to name its row."""
+    try:
+        return _read_naming_rows(path, header, columns, block_size, pa.string())
+    except pa.ArrowInvalid as exc:
+        if "invalid UTF8" not in str(exc):
+            raise
+    return _read_naming_rows(path, header, columns, block_size, BINARY)
 
 
 def _read_naming_rows(
