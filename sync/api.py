@@ -27,7 +27,7 @@ from sync.report.model import JobReport, RunReport
 
 if TYPE_CHECKING:
     from sync.config import Job
-    from sync.fanout import SharedSource
+    from sync.job.fanout import SharedSource
 
 __all__ = ["JobReport", "Np6SyncError", "RunReport", "plan", "run"]
 
@@ -55,7 +55,7 @@ def run(
     ``stop``, once set, stops the run as SIGTERM stops the command line.
     """
     from sync.commands.common import connector
-    from sync.runner import RunOptions, run_job
+    from sync.job.run import RunOptions, run_job
 
     config = _settings(settings)
     jobs, shared = _jobs(job, source, segment)
@@ -78,7 +78,7 @@ def plan(job: JobSpec, source: Any = None, **options: Any) -> RunReport:
 
 
 def _jobs(job: JobSpec, source: Any, segment: str | None) -> tuple[list[Job], SharedSource]:
-    from sync.fanout import jobs_from
+    from sync.job.fanout import jobs_from
     from sync.read.frames import LABEL, frame_source, is_frame
 
     if isinstance(job, Mapping):
@@ -101,7 +101,7 @@ def _jobs(job: JobSpec, source: Any, segment: str | None) -> tuple[list[Job], Sh
         jobs = [j for j in jobs if j.name == segment]
         if not jobs:
             raise UsageError(f"{where}: no job or segment is named {segment!r}")
-    from sync.fanout import SharedSource
+    from sync.job.fanout import SharedSource
 
     shared = read if isinstance(read, SharedSource) else SharedSource(None, jobs)
     if is_frame(source):

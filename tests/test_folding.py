@@ -1,4 +1,4 @@
-"""A large source folded against the state as it is read (sync.folding), end to end.
+"""A large source folded against the state as it is read (sync.job.fold), end to end.
 
 Each scenario runs the same steps twice through the real CLI against the emulator: once
 reading the source whole (the files are small), once folding it in batches of a few rows
@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SEGMENT, make_job, settings_file, write_csv
-from sync import folding
 from sync.config import load_job
 from sync.core.plan import Holding
 from sync.emulator import Emulator
+from sync.job import fold as folding
 from sync.read import batches
 from sync.state.local import StateStore
 
@@ -195,8 +195,8 @@ def test_a_damaged_csv_fails_alike_naming_its_row(twins, emulator) -> None:
 
 
 def test_a_stop_signal_while_folding_sends_nothing(tmp_path, emulator, monkeypatch) -> None:
+    from sync.job.run import RunOptions, run_job
     from sync.np6.client import NP6Client
-    from sync.runner import RunOptions, run_job
 
     monkeypatch.setattr(folding, "FOLD_BYTES", 0)
     monkeypatch.setattr(batches, "BATCH_ROWS", 10)

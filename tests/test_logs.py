@@ -49,7 +49,7 @@ def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
 def test_json_lines_carry_the_envelope_and_the_structured_fields() -> None:
     stream = io.StringIO()
     setup_logging("json", 0, False, stream=stream)
-    log = logging.getLogger("np6sync.runner")
+    log = logging.getLogger("np6sync.job.run")
     log.info(
         "pushed %d chunks",
         3,
@@ -64,7 +64,7 @@ def test_json_lines_carry_the_envelope_and_the_structured_fields() -> None:
 
     first, second = json_lines(stream)
     assert first["level"] == "INFO"
-    assert first["logger"] == "np6sync.runner"
+    assert first["logger"] == "np6sync.job.run"
     assert first["msg"] == "pushed 3 chunks"
     assert first["job"] == "newsletter-fr"
     assert first["phase"] == "push"

@@ -25,6 +25,10 @@ from conftest import (
 from sync.emulator import Emulator
 from sync.state.local import StateStore
 
+# Kill trials: real processes killed at random moments (about 4 minutes). README's test
+# command runs them; `pytest -m "not slow"` leaves them out while developing.
+pytestmark = pytest.mark.slow
+
 
 def emails_set(start: int, stop: int) -> set[str]:
     return {f"user{n}@example.com" for n in range(start, stop)}

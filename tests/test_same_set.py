@@ -19,7 +19,7 @@ from conftest import run_job as run
 from sync.core.hashing import SetPrint, _digests, hasher, set_print
 from sync.core.keys import KEY_TYPE
 from sync.emulator import Emulator
-from sync.same_set import Checked, same_set
+from sync.job.same_set import Checked, same_set
 from sync.state import local
 from sync.state.local import StateStore
 from sync.state.seal import COUNTS, SourceProof, write_seal
@@ -298,7 +298,7 @@ def test_a_state_holding_a_key_twice_is_read(tmp_path, emulator, cli, config) ->
 
 def test_a_large_local_source_has_polars_imported_while_it_is_read(tmp_path: Path) -> None:
     from sync.config import load_job
-    from sync.same_set import HASHED_BYTES, will_hash
+    from sync.job.same_set import HASHED_BYTES, will_hash
 
     job = load_job(job_file(tmp_path))
     assert not will_hash(job)  # no file yet: its reader will say so

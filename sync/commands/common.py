@@ -18,7 +18,7 @@ from sync.errors import Np6SyncError, UsageError, as_error
 
 if TYPE_CHECKING:
     from sync.config import Job, Settings
-    from sync.fanout import Reader
+    from sync.job.fanout import Reader
     from sync.np6.client import NP6Client
 
 log = logging.getLogger("np6sync")
@@ -78,7 +78,7 @@ def load_jobs(
     of that name only.
     """
     from sync.core.shared import conflicts
-    from sync.fanout import load_job_file, read_job_source
+    from sync.job.fanout import load_job_file, read_job_source
 
     loaded: list[tuple[str, Job | Np6SyncError, Reader]] = []
     for path in paths:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sync.config import Settings, load_job
 from sync.emulator import Emulator, make_contacts
+from sync.job.run import RunOptions, run_job
 from sync.np6.client import client_factory
 from sync.report.model import RunReport
 from sync.report.table import render_table
-from sync.runner import RunOptions, run_job
 
 JOB = """\
 name: newsletter-fr

@@ -27,8 +27,8 @@ from sync.config import Job, Settings, load_settings
 from sync.console.logs import current_job, is_terminal, resolve_format
 from sync.console.progress import Board, Progress, make_progress
 from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
-from sync.fanout import Reader, SharedSource
-from sync.quick import quick_run
+from sync.job.fanout import Reader, SharedSource
+from sync.job.quick import quick_run
 from sync.report.markdown import write_summary
 from sync.report.model import JobReport, RunReport
 from sync.report.table import render_table
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sync.np6.client import NP6Client
 
 # pyarrow, polars and requests are imported only by a job that runs in full: a job
-# answered from its seal (sync/quick.py) finishes before they would have loaded.
+# answered from its seal (sync/job/quick.py) finishes before they would have loaded.
 
 log = logging.getLogger("np6sync")
 Entry = tuple[str, Job | Np6SyncError, Reader]
@@ -167,7 +167,7 @@ def _run_from(job: Job, jobs: _Jobs, read: Reader, local: Path | None) -> JobRep
         )
         if quick is not None:
             return quick
-    from sync.runner import RunOptions, run_job
+    from sync.job.run import RunOptions, run_job
 
     release_memory_promptly()
     flags = {"dry_run": args.dry_run, "full_refresh": args.full_refresh, "force": args.force}

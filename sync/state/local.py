@@ -52,7 +52,7 @@ from sync.state.seal import STATE_VERSION, drop_seal, job_lock
 # target_ids); version 1 still loads.
 _READABLE_VERSIONS = (1, 2)
 _META_KEY = b"np6sync"
-# A state of at least this many keys records their print (sync.same_set): a smaller one
+# A state of at least this many keys records their print (sync.job.same_set): a smaller one
 # is read sooner than polars, which prints, is imported. Tests lower it.
 PRINT_KEYS = SMALL
 
@@ -215,7 +215,7 @@ class StateStore:
         """Write the state file atomically, then drop the journal it now contains.
 
         ``keys``: an array, or parts of one, written as they come (a folded run never
-        holds all the keys at once); an array is printed too (sync.same_set).
+        holds all the keys at once); an array is printed too (sync.job.same_set).
         ``pending`` lists the deferred removals (targets still in the segment); ``ids``
         the contact ids learned for keys (only those of ``keys`` are kept).
         """

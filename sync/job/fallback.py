@@ -18,8 +18,8 @@ from sync.report.model import JobReport
 
 if TYPE_CHECKING:
     from sync.config import Job
+    from sync.job.run import JobRun
     from sync.push import PushResult
-    from sync.runner import JobRun
 
 log = logging.getLogger("np6sync.run")
 

@@ -29,14 +29,14 @@ from sync.errors import (
     as_error,
     translated,
 )
-from sync.fanout import read_job_source as read_lazily
-from sync.folding import fold_source, may_fold
+from sync.job.fanout import read_job_source as read_lazily
+from sync.job.fold import fold_source, may_fold
+from sync.job.same_set import same_set, will_hash
 from sync.read.job import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
 from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
-from sync.same_set import same_set, will_hash
 from sync.state.local import StateStore
 from sync.state.scan import Scanned, scan_state
 from sync.state.seal import SourceProof, job_shape, proof_beside, seal_run
@@ -80,7 +80,7 @@ class JobRun:
     sending: bool = False  # from the first change on, a failure leaves the segment changed
     read: Callable[[Job], SourceTable] = read_job_source  # a fan-out's segments share one
     proof: SourceProof | None = None  # the source's digest, when a seal may be written
-    # A large source folded against the state (sync.folding): the state's keys stay in
+    # A large source folded against the state (sync.job.fold): the state's keys stay in
     # its file (``holding.keys`` is empty), and ``reread`` reads them a row group at a time.
     reread: Callable[[], Iterator[pa.Array]] | None = None
     folded: Folded | None = None
@@ -197,7 +197,7 @@ def _read(run: JobRun) -> None:
 
 
 def _scan(run: JobRun) -> Scanned | None:
-    """The state's digests, when the run folds its source (sync.folding)."""
+    """The state's digests, when the run folds its source (sync.job.fold)."""
     if run.options.full_refresh or run.read not in _PLAIN_READS or not may_fold(run.job):
         return None
     if not isinstance(run.store, StateStore):
@@ -275,9 +275,9 @@ def _fold(run: JobRun) -> None:
 
 def _apply(run: JobRun) -> None:
     # Only a run that changes the segment needs the client's side: requests and the rest.
+    from sync.job.fallback import fell_back
     from sync.preflight import preflight
     from sync.push import push_plan
-    from sync.reload_fallback import fell_back
 
     run.plan = run.plan.gathered(run.folded)
     job, plan, store = run.job, run.plan, run.store

@@ -2,7 +2,7 @@
 
 Answered from the state's seal (``sync/state/seal.py``) without reading the source,
 building keys or importing pyarrow; ``None`` whenever the seal leaves any doubt, and the
-job then runs in full (``sync.runner.run_job``).
+job then runs in full (``sync.job.run.run_job``).
 """
 
 from __future__ import annotations
