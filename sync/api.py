@@ -13,6 +13,7 @@ installs a logging handler or a signal handler: the caller's stay as they are.
 
 from __future__ import annotations
 
+import argparse
 import os
 import threading
 from collections.abc import Mapping
@@ -26,8 +27,7 @@ from sync.errors import ConfigError, Np6SyncError, UsageError
 from sync.report.model import JobReport, RunReport
 
 if TYPE_CHECKING:
-    from sync.config import Job
-    from sync.job.fanout import SharedSource
+    from sync.job.runs import Entry
 
 __all__ = ["JobReport", "Np6SyncError", "RunReport", "plan", "run"]
 
@@ -45,31 +45,46 @@ def run(
     api_key: str | None = None,
     settings: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     stop: threading.Event | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
+    pushgateway: str | None = None,
 ) -> RunReport:
-    """Run a job (a job file, or its content as a dict) as `np6-sync run` does.
+    """Run a job (a job file, or its content as a dict) as `np6-sync run` does: the same
+    orchestrator (``sync.job.runs``), so the same routes, seal, history and report.
 
     ``source`` replaces the job's ``source.path``: a path, or a pandas or polars DataFrame
     or a pyarrow Table (the job's other ``source`` keys, ``where`` included, still
     apply). A fan-out job runs each of its segments (``segment`` picks one). The key is
     ``api_key``, else the environment variable the settings name (``NP6_API_KEY``).
-    ``stop``, once set, stops the run as SIGTERM stops the command line.
+    ``settings``: a settings file's path (pass it explicitly: an orchestrator's working
+    directory is arbitrary) or its content. ``stop``, once set, stops the run as SIGTERM
+    stops the command line. ``metrics_file`` and ``pushgateway``: as ``--metrics-file``
+    and ``--pushgateway`` (off by default).
     """
     from sync.commands.common import connector
-    from sync.job.run import RunOptions, run_job
+    from sync.job.runs import Request, run_entries
 
     config = _settings(settings)
-    jobs, shared = _jobs(job, source, segment)
+    entries = _entries(job, source, segment)
     connect = connector(config, needed=not dry_run, api_key=api_key)
-    shared(jobs[0])  # read now: a problem of the source raises before anything is sent
-    options = RunOptions(dry_run=dry_run, full_refresh=full_refresh, force=force)
-    report = RunReport()
-    for one in jobs:
-        report.jobs.append(
-            run_job(one, options, connect, concurrency=config.concurrency, stop=stop, read=shared)
+    request = Request(
+        config,
+        connect,
+        stop or threading.Event(),
+        dry_run=dry_run,
+        full_refresh=full_refresh,
+        force=force,
+    )
+    ran = run_entries(entries, request)
+    _raise_before_sending(ran.report)
+    if metrics_file is not None or pushgateway is not None:
+        from sync.commands.metrics import publish_metrics
+
+        wanted = argparse.Namespace(
+            metrics_file=None if metrics_file is None else Path(metrics_file),
+            pushgateway=pushgateway,
         )
-        report.jobs[-1].rows_unmapped = shared.unmapped
-    shared.release()
-    return report
+        publish_metrics(wanted, ran.report.jobs, ran.jobs)
+    return ran.report
 
 
 def plan(job: JobSpec, source: Any = None, **options: Any) -> RunReport:
@@ -77,8 +92,17 @@ def plan(job: JobSpec, source: Any = None, **options: Any) -> RunReport:
     return run(job, source, dry_run=True, **options)
 
 
-def _jobs(job: JobSpec, source: Any, segment: str | None) -> tuple[list[Job], SharedSource]:
-    from sync.job.fanout import jobs_from
+def _raise_before_sending(report: RunReport) -> None:
+    """A problem of the job's source (unreadable, a column missing, a value unmapped)
+    raises, as before anything is sent; a job that got further returns its report."""
+    for job in report.jobs:
+        if job.failure is not None and job.phase == "read":
+            raise job.failure
+
+
+def _entries(job: JobSpec, source: Any, segment: str | None) -> list[Entry]:
+    from sync.job.fanout import SharedSource, jobs_from
+    from sync.job.runs import Entry
     from sync.read.frames import LABEL, frame_source, is_frame
 
     if isinstance(job, Mapping):
@@ -96,19 +120,17 @@ def _jobs(job: JobSpec, source: Any, segment: str | None) -> tuple[list[Job], Sh
             "source must be a path, a pandas or polars DataFrame, or a pyarrow Table, "
             f"not {type(source).__name__}"
         )
-    jobs, read = jobs_from({**data, "source": given}, base_dir, where)
+    jobs, shared = jobs_from({**data, "source": given}, base_dir, where)
     if segment is not None:
         jobs = [j for j in jobs if j.name == segment]
         if not jobs:
             raise UsageError(f"{where}: no job or segment is named {segment!r}")
-    from sync.job.fanout import SharedSource
-
-    shared = read if isinstance(read, SharedSource) else SharedSource(None, jobs)
     if is_frame(source):
+        fan = shared.fan if shared is not None else None
         shared = SharedSource(
-            shared.fan, jobs, read=lambda _, columns: frame_source(source, columns)
+            fan, jobs, read=lambda _, columns: frame_source(source, columns), frame=True
         )
-    return jobs, shared
+    return [Entry(where, one, shared) for one in jobs]
 
 
 def _settings(settings: str | os.PathLike[str] | Mapping[str, Any] | None) -> Settings:

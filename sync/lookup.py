@@ -10,12 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from sync.errors import ApiError, FatalApiError, SyncError, UnexpectedAnswerError
-from sync.np6.client import NP6Client
 from sync.state.local import Journal
+
+if TYPE_CHECKING:  # requests loads with the first job that sends, not with the run's code
+    from sync.np6.client import NP6Client
 
 
 class LookupUnavailable(SyncError):

@@ -145,3 +145,11 @@ def require_ids(job: Job, command: str) -> None:
             f"{command} needs targets.identify_by: id: NP6 lists a segment's members by "
             f"target id, which cannot be compared with unicity values (job {job.name})"
         )
+
+
+def comparison_text(comparison: Comparison, listing: Path | None) -> str:
+    text = (
+        f"the segment holds {comparison.segment:,} targets: {len(comparison.missing):,} "
+        f"missing, {len(comparison.extra):,} extra"
+    )
+    return text + (f" (listed in {listing})" if listing else "")

@@ -20,7 +20,7 @@ from conftest import SEGMENT, make_job, settings_file, write_csv
 from sync.config import load_job
 from sync.core.plan import Holding
 from sync.emulator import Emulator
-from sync.job import fold as folding
+from sync.job import route
 from sync.read import batches
 from sync.state.local import StateStore
 
@@ -28,7 +28,7 @@ OTHER = 99  # the emulator's second segment: the folded runs'
 IDS = [f"{n:08d}" for n in range(400)]
 # What may differ between a whole and a folded run of the same step.
 _OWN = {"name", "segment_id", "duration_s", "phase_s", "rejects_file", "retry_wait_s"}
-_OWN |= {"rate_limit_wait_s", "lowest_concurrency"}
+_OWN |= {"rate_limit_wait_s", "lowest_concurrency", "route", "route_reason"}
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def twins(tmp_path, emulator, cli, monkeypatch):
     def run(*args: str, code: int = 0) -> tuple[dict, dict]:
         reports = []
         for folder, fold in ((whole, False), (folded, True)):
-            monkeypatch.setattr(folding, "FOLD_BYTES", 0 if fold else 1 << 40)
+            monkeypatch.setattr(route, "FOLD_BYTES", 0 if fold else 1 << 40)
             monkeypatch.setattr(batches, "BATCH_ROWS", 7)
             monkeypatch.setattr(batches, "BLOCK_BYTES", 200)  # a few rows a block
             report = folder / "report.json"
@@ -198,7 +198,7 @@ def test_a_stop_signal_while_folding_sends_nothing(tmp_path, emulator, monkeypat
     from sync.job.run import RunOptions, run_job
     from sync.np6.client import NP6Client
 
-    monkeypatch.setattr(folding, "FOLD_BYTES", 0)
+    monkeypatch.setattr(route, "FOLD_BYTES", 0)
     monkeypatch.setattr(batches, "BATCH_ROWS", 10)
     job_file = make_job(tmp_path)
     write_csv(tmp_path / "list.csv", [[f"u{n}@x.org"] for n in range(100)])
@@ -251,7 +251,7 @@ def test_a_folded_plan_of_a_reload_gathers_no_keys(tmp_path, monkeypatch) -> Non
 
 
 def test_json_logs_carry_the_rows_read_while_folding(tmp_path, emulator, cli, monkeypatch):
-    monkeypatch.setattr(folding, "FOLD_BYTES", 0)
+    monkeypatch.setattr(route, "FOLD_BYTES", 0)
     monkeypatch.setattr(batches, "BATCH_ROWS", 10)
     job = make_job(tmp_path)
     write_csv(tmp_path / "list.csv", [[f"u{n}@x.org"] for n in range(50)])
@@ -268,7 +268,7 @@ def test_json_logs_carry_the_rows_read_while_folding(tmp_path, emulator, cli, mo
 def test_a_state_that_cannot_be_trusted_stops_a_folded_run_before_sending(
     tmp_path, emulator, cli, monkeypatch
 ) -> None:
-    monkeypatch.setattr(folding, "FOLD_BYTES", 0)
+    monkeypatch.setattr(route, "FOLD_BYTES", 0)
     job = make_job(tmp_path)
     write_csv(tmp_path / "list.csv", [[f"u{n}@x.org"] for n in range(30)])
     assert cli("run", job).code == 0

@@ -18,7 +18,7 @@ from sync.errors import Np6SyncError, UsageError, as_error
 
 if TYPE_CHECKING:
     from sync.config import Job, Settings
-    from sync.job.fanout import Reader
+    from sync.job.runs import Entry
     from sync.np6.client import NP6Client
 
 log = logging.getLogger("np6sync")
@@ -68,7 +68,7 @@ def connector(
 
 def load_jobs(
     paths: Sequence[str], *, shared: str = "refuse", segment: str | None = None
-) -> list[tuple[str, Job | Np6SyncError, Reader]]:
+) -> list[Entry]:
     """Each job loaded (a fan-out file gives one per segment, sharing one reader of its
     source), or the error that stops that one job, in the order given.
 
@@ -78,26 +78,27 @@ def load_jobs(
     of that name only.
     """
     from sync.core.shared import conflicts
-    from sync.job.fanout import load_job_file, read_job_source
+    from sync.job.fanout import load_job_file
+    from sync.job.runs import Entry
 
-    loaded: list[tuple[str, Job | Np6SyncError, Reader]] = []
+    loaded: list[Entry] = []
     for path in paths:
         try:
             found_jobs, read = load_job_file(path)
-            loaded += [(path, job, read) for job in found_jobs]
+            loaded += [Entry(path, job, read) for job in found_jobs]
         except Exception as failure:  # whatever it is, this job fails and the next goes on
-            loaded.append((path, as_error(failure, f"load the job {path}"), read_job_source))
+            loaded.append(Entry(path, as_error(failure, f"load the job {path}")))
     if segment is not None:
-        loaded = [e for e in loaded if isinstance(e[1], Np6SyncError) or e[1].name == segment]
+        loaded = [e for e in loaded if isinstance(e.job, Np6SyncError) or e.job.name == segment]
         if not loaded:
             raise UsageError(f"no job or segment is named {segment!r} in {', '.join(paths)}")
-    jobs = [(i, job) for i, (_, job, _) in enumerate(loaded) if not isinstance(job, Np6SyncError)]
-    found = conflicts([(Path(loaded[i][0]), job) for i, job in jobs])
+    jobs = [(i, e.job) for i, e in enumerate(loaded) if not isinstance(e.job, Np6SyncError)]
+    found = conflicts([(Path(loaded[i].path), job) for i, job in jobs])
     for position, why in found.items():
         index = jobs[position][0]
-        path, _, read = loaded[index]
+        path = loaded[index].path
         if shared == "refuse":
-            loaded[index] = (path, UsageError(f"{path}: {why}"), read)
+            loaded[index] = Entry(path, UsageError(f"{path}: {why}"), loaded[index].shared)
         else:
             log.warning("%s: %s", path, why)
     return loaded
@@ -115,7 +116,8 @@ def each_job(
     goes through them: a file that does not load, or a job that fails, is reported (by
     ``failed``) and the next job goes on. Returns the highest exit code."""
     worst = 0
-    for path, job, _ in load_jobs(paths, shared=shared, segment=segment):
+    for entry in load_jobs(paths, shared=shared, segment=segment):
+        path, job = entry.path, entry.job
         try:
             if isinstance(job, Np6SyncError):
                 raise job

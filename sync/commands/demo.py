@@ -13,9 +13,9 @@ import random
 import tempfile
 from pathlib import Path
 
-from sync.config import Settings, load_job
+from sync.config import Settings
 from sync.emulator import Emulator, make_contacts
-from sync.job.run import RunOptions, run_job
+from sync.job.runs import Request, run_entries
 from sync.np6.client import client_factory
 from sync.report.model import RunReport
 from sync.report.table import render_table
@@ -57,7 +57,7 @@ def run_demo(keep: Path | None = None) -> int:
                 ("2. same file again: nothing to send", contacts),
                 ("3. 40 contacts join: only they are sent", contacts + joining),
                 (
-                    "4. 5 contacts leave: the segment is cleared and reloaded",
+                    "4. 5 contacts leave: each is removed on its own (cheaper than a reload)",
                     contacts[5:] + joining,
                 ),
             ]
@@ -74,11 +74,13 @@ def run_demo(keep: Path | None = None) -> int:
 
 
 def _run(job_path: Path, emulator: Emulator) -> RunReport:
+    """The job as `np6-sync run` runs it: the same orchestrator, so the same routes (the
+    second run is answered from the seal) and the same history."""
+    from sync.commands.common import load_jobs
+
     settings = Settings(base_url=emulator.url, concurrency=4, max_requests_per_second=200)
-    connect = client_factory(settings, KEY)
-    return RunReport(
-        [run_job(load_job(job_path), RunOptions(), connect, concurrency=settings.concurrency)]
-    )
+    request = Request(settings, client_factory(settings, KEY))
+    return run_entries(load_jobs([str(job_path)]), request).report
 
 
 def _unicity(row: dict[str, str]) -> str:

@@ -4,134 +4,43 @@ for plan, what that would take)."""
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from sync.commands.common import (
-    StopOnSignals,
-    config_path,
-    connector,
-    load_jobs,
-    report_failure,
-)
-from sync.config import Job, Settings, load_settings
-from sync.console.logs import current_job, is_terminal, resolve_format
+from sync.commands.common import StopOnSignals, config_path, connector, load_jobs, report_failure
+from sync.config import Job, load_settings
+from sync.console.logs import is_terminal, resolve_format
 from sync.console.progress import Board, Progress, make_progress
 from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
-from sync.job.fanout import Reader, SharedSource
-from sync.job.quick import quick_run
+from sync.job.runs import Request, run_entries
 from sync.report.markdown import write_summary
-from sync.report.model import JobReport, RunReport
+from sync.report.model import RunReport
 from sync.report.table import render_table
 
-if TYPE_CHECKING:
-    from sync.np6.client import NP6Client
-
-# pyarrow, polars and requests are imported only by a job that runs in full: a job
-# answered from its seal (sync/job/quick.py) finishes before they would have loaded.
-
 log = logging.getLogger("np6sync")
-Entry = tuple[str, Job | Np6SyncError, Reader]
-
-
-@dataclass(frozen=True)
-class _Jobs:
-    """What every job of one `run` shares."""
-
-    args: argparse.Namespace
-    settings: Settings
-    connect: Callable[[], NP6Client]
-    stop: threading.Event
-    progress: Callable[[str], Progress]
-
-    @property
-    def parallel(self) -> int:
-        return int(getattr(self.args, "parallel", 1) or 1)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Parse, run the jobs (sync.job.runs decides and does the rest), render."""
     settings = load_settings(config_path(args.config))
     connect = connector(settings, needed=not args.dry_run)
     with StopOnSignals() as stop:
-        jobs = _Jobs(args, settings, connect, stop, _progress_for(args))
-        entries = load_jobs(args.jobs, segment=getattr(args, "segment", None))
-        # A fan-out's segments share one read source: they run in order, as one task.
-        groups: list[list[Entry]] = []
-        for entry in entries:
-            if groups and isinstance(entry[2], SharedSource) and entry[2] is groups[-1][-1][2]:
-                groups[-1].append(entry)
-            else:
-                groups.append([entry])
-        tasks = [functools.partial(_group, jobs, group) for group in groups]
-        if jobs.parallel > 1:
-            from sync.commands.parallel import in_parallel
-
-            done = [one for ran in in_parallel(tasks, jobs.parallel) for one in ran]
-        else:
-            done = []
-            for task in tasks:
-                if stop.is_set():
-                    break
-                done += task()
-    report = RunReport([job_report for job_report, _ in done])
-    ran = {job.name: job for _, job in done if job is not None}
-    return _write_reports(report, args, ran)
-
-
-def _group(jobs: _Jobs, group: list[Entry]) -> list[tuple[JobReport, Job | None]]:
-    """The jobs of one group in order (a fan-out's segments, or one job), until a stop."""
-    done = []
-    for index, (path, job, read) in enumerate(group):
-        one = _one(jobs, path, job, read)
-        if one is None:
-            break
-        done.append(one)
-        _segment_done(read, one[0], group[index + 1 : index + 2])
-    return done
-
-
-def _segment_done(read: Reader, report: JobReport, following: Sequence[Entry]) -> None:
-    """A fan-out's segment: its count of unmapped rows; after the last, the source goes."""
-    if isinstance(read, SharedSource):
-        report.rows_unmapped = read.unmapped
-        if not any(other is read for _, _, other in following):
-            read.release()
-
-
-def _one(
-    jobs: _Jobs, path: str, job: Job | Np6SyncError, read: Reader
-) -> tuple[JobReport, Job | None] | None:
-    """Run, verify and record one job; every failure is in its report."""
-    if jobs.stop.is_set():
-        return None  # a stop keeps the jobs not yet begun from beginning
-    if isinstance(job, Np6SyncError):
-        return JobReport(Path(path).stem, error=str(job), exit_code=job.exit_code), None
-    # Side by side, every log line of the job names it (sync/console/logs.py).
-    token = current_job.set(job.name) if jobs.parallel > 1 else None
-    try:
-        started_at = datetime.now(UTC)
-        job_report = _run_one(job, jobs, read)
-        if jobs.args.verify and job_report.exit_code == 0:
-            _verify_after_run(job, job_report, jobs.connect)
-        if not jobs.args.dry_run:
-            _record_history(job, job_report, started_at, jobs.args)
-    except Exception as failure:  # a bug in one job must not take the others down
-        error = as_error(failure, "finish the job")
-        job_report = JobReport(job.name, job.segment_id, error=str(error))
-        job_report.exit_code = error.exit_code
-    finally:
-        if token is not None:
-            current_job.reset(token)
-    return job_report, job
+        request = Request(
+            settings,
+            connect,
+            stop,
+            _progress_for(args),
+            dry_run=args.dry_run,
+            full_refresh=args.full_refresh,
+            force=args.force,
+            verify=args.verify,
+            parallel=int(getattr(args, "parallel", 1) or 1),
+        )
+        ran = run_entries(load_jobs(args.jobs, segment=getattr(args, "segment", None)), request)
+    return _write_reports(ran.report, args, ran.jobs)
 
 
 def _progress_for(args: argparse.Namespace) -> Callable[[str], Progress]:
@@ -141,46 +50,6 @@ def _progress_for(args: argparse.Namespace) -> Callable[[str], Progress]:
     if parallel > 1 and terminal and not args.quiet:
         return Board(sys.stderr).line
     return lambda job: make_progress(sys.stderr, args.log_format, quiet=args.quiet)
-
-
-def _run_one(job: Job, jobs: _Jobs, read: Reader) -> JobReport:
-    """A URL source is downloaded once, then proven by its seal or read from there."""
-    if job.source_url is None or job.state_url is not None or isinstance(read, SharedSource):
-        return _run_from(job, jobs, read, None)
-    from sync.read.remote import downloaded
-
-    try:
-        with downloaded(job.source_url) as local:
-            return _run_from(job, jobs, read, local)
-    except Np6SyncError as error:
-        log.error("%s", error, extra={"job": job.name})
-        return JobReport(job.name, job.segment_id, error=str(error), exit_code=error.exit_code)
-
-
-def _run_from(job: Job, jobs: _Jobs, read: Reader, local: Path | None) -> JobReport:
-    """The job answered from its seal when that proves nothing changed, else run in full."""
-    args, settings = jobs.args, jobs.settings
-    media_type = settings.unicity_media_type
-    if not args.dry_run and not isinstance(read, SharedSource):  # a fan-out is never sealed
-        quick = quick_run(
-            job, full_refresh=args.full_refresh, media_type=media_type, downloaded=local
-        )
-        if quick is not None:
-            return quick
-    from sync.job.run import RunOptions, run_job
-
-    release_memory_promptly()
-    flags = {"dry_run": args.dry_run, "full_refresh": args.full_refresh, "force": args.force}
-    options = RunOptions(**flags, media_type=media_type, downloaded=local)
-    return run_job(
-        job,
-        options,
-        jobs.connect,
-        concurrency=settings.concurrency,
-        stop=jobs.stop,
-        progress=jobs.progress(job.name),
-        read=read,
-    )
 
 
 def plan(args: argparse.Namespace) -> int:
@@ -217,68 +86,3 @@ def _write_reports(report: RunReport, args: argparse.Namespace, jobs: dict[str, 
             return EXIT_FAILED
         return 2 if any(job.action != "none" for job in report.jobs) else 0
     return code
-
-
-def _record_history(
-    job: Job, report: JobReport, started_at: datetime, args: argparse.Namespace
-) -> None:
-    """One line per run beside the state; a full disk must not fail a sync that worked."""
-    flags = [f for f, on in (("full-refresh", args.full_refresh), ("force", args.force)) if on]
-    command = " ".join(["run", *(f"--{f}" for f in flags)])
-    try:
-        if job.state_url is None:  # beside a local state, without loading its pyarrow reader
-            from sync.state.history import append_history
-
-            append_history(job.state_path, report, started_at=started_at, command=command)
-        else:
-            from sync.state.store import store_for
-
-            store_for(job).append_history(report, started_at=started_at, command=command)
-    except (OSError, Np6SyncError) as error:
-        log.warning("the run history was not written: %s", error, extra={"job": job.name})
-
-
-def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Client]) -> None:
-    from sync.commands.verify import comparison_text
-    from sync.verify import verify_job
-
-    client = connect()
-    try:
-        result = verify_job(job, client)
-    except Exception as failure:
-        error = as_error(failure, "read the segment back")
-        report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
-        return
-    finally:
-        client.close()
-    if not result.before.equal:
-        report.status, report.exit_code = "failed", EXIT_FAILED
-        report.error = comparison_text(result.before, result.listing)
-
-
-_released = threading.Lock()
-
-
-def release_memory_promptly() -> None:
-    """Use jemalloc, returning freed memory at once, for Arrow's buffers.
-
-    Arrow's default pool (mimalloc) keeps freed memory in the heap of the thread that
-    allocated it, so what the CSV reader's threads freed is not reused for the state and
-    the diff: at ten million rows that makes a peak of ~2.9 GiB instead of ~2.0 GiB.
-    ARROW_DEFAULT_MEMORY_POOL, when set, still decides.
-    """
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    with _released:  # once, before the first job's reader allocates: jobs run side by side
-        _use_jemalloc()
-
-
-@functools.cache
-def _use_jemalloc() -> None:
-    import pyarrow as pa
-
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-        pa.jemalloc_set_decay_ms(0)
-    except (NotImplementedError, pa.ArrowNotImplementedError):
-        pass  # a pyarrow built without jemalloc keeps its default

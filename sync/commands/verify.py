@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sync.commands.common import StopOnSignals, config_path, connector, each_job
 from sync.config import Job, load_settings
 from sync.errors import EXIT_FAILED
 from sync.np6.client import NP6Client
-from sync.verify import Comparison, verify_job
+from sync.verify import comparison_text, verify_job
 from sync.verify_unicity import verify_by_ids
 
 
@@ -57,11 +56,3 @@ def _by_ids(job: Job, client: NP6Client, repair: bool) -> int:
     print(f"{job.name}: {comparison.text()}")
     print(f"{job.name}: {'equal as far as known ids tell' if comparison.equal else 'DIFFERENT'}")
     return 0 if comparison.equal else EXIT_FAILED
-
-
-def comparison_text(comparison: Comparison, listing: Path | None) -> str:
-    text = (
-        f"the segment holds {comparison.segment:,} targets: {len(comparison.missing):,} "
-        f"missing, {len(comparison.extra):,} extra"
-    )
-    return text + (f" (listed in {listing})" if listing else "")

@@ -30,8 +30,6 @@ from sync.errors import ConfigError, RefusedError
 if TYPE_CHECKING:
     from sync.read.sources import SourceTable
 
-Reader = Callable[[Job], "SourceTable"]
-
 
 def read_job_source(job: Job, columns: list[str] | None = None) -> SourceTable:
     """The job's source; the readers (pyarrow) are imported only when a file is read, so a
@@ -143,17 +141,20 @@ def is_fan_out(data: dict[str, Any]) -> bool:
     return "segments" in data or "segment_by" in data
 
 
-def load_job_file(path: str | Path) -> tuple[list[Job], Reader]:
-    """The job file's jobs (one, or one per segment) and how they read the source."""
+def load_job_file(path: str | Path) -> tuple[list[Job], SharedSource | None]:
+    """The job file's jobs (one, or one per segment), and the one read a fan-out's
+    segments share (None: a job reads its own file)."""
     path = Path(path)
     return jobs_from(read_yaml(path), path.resolve().parent, str(path))
 
 
-def jobs_from(data: dict[str, Any], base_dir: Path, where: str) -> tuple[list[Job], Reader]:
+def jobs_from(
+    data: dict[str, Any], base_dir: Path, where: str
+) -> tuple[list[Job], SharedSource | None]:
     """A job file's content as jobs; ConfigError (naming ``where``) lists its problems."""
     try:
         if not is_fan_out(data):
-            return [Job.model_validate({**data, "base_dir": base_dir})], read_job_source
+            return [Job.model_validate({**data, "base_dir": base_dir})], None
         fan = FanOutJob.model_validate({**data, "base_dir": base_dir})
         jobs = fan.jobs()
     except ValidationError as exc:
@@ -162,16 +163,20 @@ def jobs_from(data: dict[str, Any], base_dir: Path, where: str) -> tuple[list[Jo
 
 
 class SharedSource:
-    """A fan-out's source, read once, by the first segment that needs it, with every
-    segment's columns; a failure to read is every segment's failure."""
+    """A fan-out's source, or a DataFrame handed to the API (``frame``), read once, by the
+    first segment that needs it, with every segment's columns; a failure to read is every
+    segment's failure."""
 
     def __init__(
         self,
         fan: FanOutJob | None,
         jobs: list[Job],
         read: Callable[[Job, list[str]], SourceTable] = read_job_source,
+        *,
+        frame: bool = False,
     ) -> None:
         self.fan = fan
+        self.frame = frame
         from sync.read.job import source_columns
 
         self.columns = list(dict.fromkeys(c for job in jobs for c in source_columns(job)))
@@ -204,9 +209,15 @@ class SharedSource:
         by = self.fan.segment_by if self.fan is not None else None
         if by is None:
             return
+        assert self.fan is not None
         values = source.table.column(by.column)
         mapped = pc.is_in(values, value_set=pa.array(list(by.segments), values.type))
         outside = pc.invert(pc.fill_null(mapped, False))
+        if self.fan.source.where is not None:  # only the rows the job keeps count
+            from sync.read.where import keep_mask
+
+            kept = keep_mask(self.fan.source.where, source.table, source.path)
+            outside = pc.and_(outside, kept)
         self.unmapped = pc.sum(outside.cast(pa.int64())).as_py() or 0
         if self.unmapped and by.unmapped == "refuse":
             first = pc.filter(values, outside)[0].as_py()

@@ -1,10 +1,10 @@
 """A large source read in batches and folded against the state as it is read.
 
 For a file of ten million rows this is what keeps a run in a small container: neither the
-source's rows nor the state's keys are ever all in memory (sync.core.fold). A run folds
-when its job reads its own local file of at least ``FOLD_BYTES``, keeps its state in a
-local file with no journal to replay, and is not a full refresh; any doubt, and it reads
-the whole file and the whole state as before.
+source's rows nor the state's keys are ever all in memory (sync.core.fold). Which jobs
+fold is the route's to say (``sync.job.route``: the "folded" route); a state with a journal
+to replay is read whole all the same.
+
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from sync.read.ahead import read_ahead
 from sync.read.batches import Unstreamable, read_batches
 from sync.read.job import (
     collect_job_keys,
-    local_size,
     read_job_source,
     source_columns,
     source_spec,
@@ -34,14 +33,6 @@ from sync.read.sources import SourceTable
 from sync.state.scan import Scanned
 
 log = logging.getLogger("np6sync.run")
-# Below this, a file is read whole: its rows take little room, and small jobs start
-# faster without polars. Tests set it to 0 to fold every file.
-FOLD_BYTES = 64 << 20
-
-
-def may_fold(job: Job) -> bool:
-    """Whether the job's own source is a local file large enough to fold."""
-    return local_size(job) >= FOLD_BYTES
 
 
 def fold_source(

@@ -18,16 +18,13 @@ from sync.state.seal import job_lock, job_shape, seal_path, unchanged_counts
 
 log = logging.getLogger("np6sync.run")
 REASON = "the source's bytes, the job and the state are those of the last run"
+ROUTE = "same bytes (sha256), same job, state untouched since the last acknowledged run"
 
 
-def quick_run(
-    job: Job, *, full_refresh: bool, media_type: str | None, downloaded: Path | None = None
-) -> JobReport | None:
+def quick_run(job: Job, *, media_type: str | None, source: Path) -> JobReport | None:
     """The report of a run with nothing to do, when the seal proves it; else None.
-    A URL source is proven by its ``downloaded`` copy."""
-    source = job.source_path if job.source_url is None else downloaded
-    if full_refresh or job.state_url is not None or source is None:
-        return None
+    Only for a route that may seal (``sync.job.route``); a URL source is proven by its
+    downloaded copy, ``source``."""
     state = job.state_path
     if not seal_path(state).exists():
         return None
@@ -40,6 +37,8 @@ def quick_run(
     if counts is None:
         return None
     report = JobReport(job.name, job.segment_id, status="no_changes", reason=REASON, **counts)
+    report.route, report.route_reason = "sealed", ROUTE
+
     report.duration_s = time.monotonic() - started
     report.phase_s = {"check": round(report.duration_s, 4)}
     done = {"phase": "done", "counts": {"rows": report.rows_read, "keys": report.keys}}

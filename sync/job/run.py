@@ -17,7 +17,7 @@ from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.fold import Folded, fold_array
 from sync.core.hashing import import_beside
-from sync.core.keys import KEY_TYPE, KeySet
+from sync.core.keys import KEY_TYPE, KeySet, distinct
 from sync.core.plan import Holding, Plan, applied, check_safeguards, make_plan
 from sync.errors import (
     EXIT_FAILED,
@@ -29,26 +29,26 @@ from sync.errors import (
     as_error,
     translated,
 )
-from sync.job.fanout import read_job_source as read_lazily
-from sync.job.fold import fold_source, may_fold
-from sync.job.same_set import same_set, will_hash
+from sync.job.fallback import Fallback, count_lookups, reload_instead
+from sync.job.fold import fold_source
+from sync.job.route import Route, decide, facts_of
+from sync.job.same_set import Checked, same_set, will_hash
+from sync.lookup import LookupUnavailable
 from sync.read.job import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
 from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
-from sync.state.local import StateStore
 from sync.state.scan import Scanned, scan_state
 from sync.state.seal import SourceProof, job_shape, proof_beside, seal_run
-from sync.state.store import Store, store_for
+from sync.state.store import Store, local_store, store_for
 
 if TYPE_CHECKING:
+    from sync.job.fanout import SharedSource
     from sync.np6.client import NP6Client
     from sync.push import PushResult
 
 log = logging.getLogger("np6sync.run")
-# The readers of a job's own file (not a fan-out's shared read, nor a DataFrame): sealable.
-_PLAIN_READS = (read_job_source, read_lazily)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class RunOptions:
     force: bool = False
     media_type: str | None = None  # the settings' unicity_media_type: it shapes the keys
     downloaded: Path | None = None  # the job's URL source, downloaded: read and sealed there
+    route: Route | None = None  # decided by the door (sync.job.runs); else from the job
 
 
 @dataclass
@@ -78,7 +79,7 @@ class JobRun:
     client: NP6Client | None = None
     pushed: PushResult | None = None
     sending: bool = False  # from the first change on, a failure leaves the segment changed
-    read: Callable[[Job], SourceTable] = read_job_source  # a fan-out's segments share one
+    shared: SharedSource | None = None  # a fan-out's segments, or a DataFrame, read once
     proof: SourceProof | None = None  # the source's digest, when a seal may be written
     # A large source folded against the state (sync.job.fold): the state's keys stay in
     # its file (``holding.keys`` is empty), and ``reread`` reads them a row group at a time.
@@ -87,6 +88,14 @@ class JobRun:
 
     def __post_init__(self) -> None:
         self.timer = PhaseTimer(self.report.phase_s)
+        self.route = self.options.route or decide(
+            facts_of(
+                self.job,
+                full_refresh=self.options.full_refresh,
+                dry_run=self.options.dry_run,
+            )
+        )
+        self.report.route, self.report.route_reason = self.route.name, self.route.reason
 
 
 def run_job(
@@ -97,9 +106,10 @@ def run_job(
     concurrency: int = 4,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
-    read: Callable[[Job], SourceTable] = read_job_source,
+    shared: SharedSource | None = None,
 ) -> JobReport:
-    """Sync one job. Never raises: the report carries every failure, foreign ones too."""
+    """Sync one job along ``options.route``. Never raises: the report carries every
+    failure, foreign ones too."""
     run = JobRun(
         job,
         options,
@@ -108,7 +118,7 @@ def run_job(
         stop or threading.Event(),
         progress or NullProgress(),
         JobReport(job.name, job.segment_id),
-        read=read,
+        shared=shared,
     )
     started = time.monotonic()
     error: Np6SyncError | None = None
@@ -129,21 +139,49 @@ def _phases(run: JobRun) -> None:
     """The job, top to bottom; a stop signal ends it between phases, and before the
     first change at the latest."""
     run.store = store_for(run.job)
+    _phase(run, "lock")
     with _locked(run):
+        _phase(run, "read")
         _read(run)
         _not_stopped(run)
+        _phase(run, "plan")
         _plan(run)
         _not_stopped(run)
         if not run.options.dry_run:
             _prepare(run)
+        _phase(run, "check")
         if _refused(run) or run.options.dry_run:
             return
         if run.plan.action == "none":
+            _phase(run, "settle")
             _fold(run)
         else:
-            _apply(run)
+            _phase(run, "send")
+            pushed = _send(run, run.plan.gathered(run.folded))
+            count_lookups(run.report, pushed.lookups)
+            if isinstance(pushed.error, LookupUnavailable):  # the account lacks the call
+                _phase(run, "fallback")
+                fallback = reload_instead(run.plan, pushed.error, _fallback_inputs(run))
+                pushed = _send(run, fallback)
+            _phase(run, "settle")
+            _settle_push(run, pushed)
         if run.proof is not None and not len(run.plan.pending):  # deferred removals: never
             seal_run(run.job, run.options.media_type, run.proof, run.report)
+
+
+def _phase(run: JobRun, name: str) -> None:
+    run.report.phase = name
+
+
+def _fallback_inputs(run: JobRun) -> Fallback:
+    """What the reload fallback needs: the file's keys read afresh (never a mask of the
+    state as it was before the first push changed it), and the safeguards' inputs."""
+
+    def source_keys() -> pa.Array:
+        with run.timer("read"):
+            return distinct(collect_job_keys(run.job, _source(run))).keys
+
+    return Fallback(run.job, run.keyset, run.report, source_keys, force=run.options.force)
 
 
 @contextlib.contextmanager
@@ -169,19 +207,14 @@ def _read(run: JobRun) -> None:
     scanned = _scan(run)
     try:
         with run.timer("read"):
-            # A fan-out's shared read may have read the file before: only a fresh read seals.
-            skip = run.options.dry_run or run.options.full_refresh
-            skip = skip or run.read not in _PLAIN_READS
             downloaded = run.options.downloaded
-            proof = proof_beside(run.job, skip=skip, downloaded=downloaded)
+            proof = proof_beside(run.job, sealed=run.route.seal, downloaded=downloaded)
             if scanned is not None:
                 run.keyset, run.folded = fold_source(run.job, scanned, run.stop, run.progress)
                 # Not the scan itself: its digests (16 bytes a key) are not needed any more.
                 run.holding, run.reread = scanned.holding, scanned.keys
-            elif downloaded is not None:
-                source = read_downloaded(downloaded, run.job)
             else:
-                source = run.read(run.job)
+                source = _source(run)
             run.proof = proof()
     except Np6SyncError:
         _not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
@@ -196,14 +229,22 @@ def _read(run: JobRun) -> None:
         count_keys(run.report, run.keyset)
 
 
+def _source(run: JobRun) -> SourceTable:
+    """The source read whole: what was handed in, the downloaded copy, or the job's file."""
+    if run.shared is not None:
+        return run.shared(run.job)
+    if run.options.downloaded is not None:
+        return read_downloaded(run.options.downloaded, run.job)
+    return read_job_source(run.job)
+
+
 def _scan(run: JobRun) -> Scanned | None:
-    """The state's digests, when the run folds its source (sync.job.fold)."""
-    if run.options.full_refresh or run.read not in _PLAIN_READS or not may_fold(run.job):
-        return None
-    if not isinstance(run.store, StateStore):
+    """The state's digests, when the route folds the source (sync.job.fold); None when
+    the state must be read whole after all (none yet, or a journal to replay)."""
+    if run.route.read != "folded":
         return None
     with run.timer("state_read"):
-        return scan_state(run.store)
+        return scan_state(local_store(run.job))
 
 
 def _held(run: JobRun) -> pa.Array | Iterator[pa.Array]:
@@ -239,10 +280,16 @@ def _plan(run: JobRun) -> None:
 def _fold_whole(run: JobRun) -> None:
     """The source's keys against the state's: not read when both hold the same keys."""
     with run.timer("diff"):
-        shape = job_shape(run.job, run.options.media_type)
-        refresh = run.options.full_refresh
-        same = same_set(run.store, run.keyset.keys, full_refresh=refresh, shape=shape)
+        same = Checked()
+        if run.route.print:  # the print is trusted only for a state its seal vouches for
+            shape = job_shape(run.job, run.options.media_type)
+            same = same_set(local_store(run.job), run.keyset.keys, shape=shape)
     if same.folded is not None:
+        run.report.route = "printed"
+        run.report.route_reason = (
+            f"the source's {same.folded.count:,} keys print as the state's: the state's "
+            "keys were not read"
+        )
         run.holding, run.folded, run.reread = Holding.empty(), same.folded, same.reread
     else:
         with run.timer("state_read"):
@@ -273,14 +320,14 @@ def _fold(run: JobRun) -> None:
             run.store.save(_held(run), run.plan.pending, run.holding.ids)
 
 
-def _apply(run: JobRun) -> None:
+def _send(run: JobRun, plan: Plan) -> PushResult:
+    """Check NP6, open the journal, push ``plan``, and save what NP6 acknowledged."""
     # Only a run that changes the segment needs the client's side: requests and the rest.
-    from sync.job.fallback import fell_back
     from sync.preflight import preflight
     from sync.push import push_plan
 
-    run.plan = run.plan.gathered(run.folded)
-    job, plan, store = run.job, run.plan, run.store
+    run.plan = plan
+    job, store = run.job, run.store
     client = run.client = run.client or run.connect()  # a fallback keeps its counts
     in_flight = run.concurrency * 2 * job.sync.chunk_size  # push's queue, at most
     checked = preflight(
@@ -315,17 +362,22 @@ def _apply(run: JobRun) -> None:
     run.report.targets_accepted += pushed.targets_accepted
     run.report.targets_removed += pushed.targets_removed
     checked.after_push(pushed.targets_sent, pushed.targets_accepted)
-    if fell_back(run, pushed, count_plan):  # the account lacks the look-up: a reload
-        return _apply(run)
+    return pushed
+
+
+def _settle_push(run: JobRun, pushed: PushResult) -> None:
+    """The push's outcome: its error, a stop, or the segment's phones normalized."""
     if pushed.error is not None:
         raise pushed.error
     if pushed.interrupted:
         raise StoppedError(
-            f"stopped by a signal after {pushed.targets_sent:,} of {len(plan.send):,} "
+            f"stopped by a signal after {pushed.targets_sent:,} of {len(run.plan.send):,} "
             "targets; the state holds what NP6 acknowledged and the next run goes on from there"
         )
+    job = run.job
     if job.normalization is not None:
-        client.normalize(job.segment_id, job.normalization.fields)
+        assert run.client is not None, "a push has a client"
+        run.client.normalize(job.segment_id, job.normalization.fields)
 
 
 def _save_acknowledged(run: JobRun, *, after_failure: bool) -> None:
@@ -359,7 +411,8 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
         if run.sending and code == EXIT_USAGE:
             code = EXIT_FAILED  # the segment changed: the state holds what NP6 acknowledged
         report.status = "refused" if code == EXIT_REFUSED else "failed"
-        report.exit_code, report.error = code, str(error)
+        report.exit_code, report.error, report.failure = code, str(error), error
+
         request_id = getattr(error, "request_id", None)
         log.error("%s", error, extra={**_extra(run), "request_id": request_id})
         if error.__cause__ is not None:

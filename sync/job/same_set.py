@@ -34,7 +34,6 @@ from sync.read.job import local_size
 from sync.state import local
 from sync.state.scan import picker, read_keys
 from sync.state.seal import state_vouched
-from sync.state.store import Store
 
 if TYPE_CHECKING:
     import polars as pl
@@ -61,10 +60,11 @@ class Checked:
     digests: pl.Series | None = None
 
 
-def same_set(store: Store, keys: pa.Array, *, full_refresh: bool, shape: str) -> Checked:
+def same_set(store: local.StateStore, keys: pa.Array, *, shape: str) -> Checked:
     """``keys``: the source's valid keys, repeats included; ``shape``: the job's, as its
-    seal records it (``seal.job_shape``)."""
-    if full_refresh or not isinstance(store, local.StateStore) or len(keys) < local.PRINT_KEYS:
+    seal records it (``seal.job_shape``). Only for a route that may seal
+    (``sync.job.route``): a local state, no full refresh."""
+    if len(keys) < local.PRINT_KEYS:
         return Checked()
     # Only a state file that the seal of this job's last run vouches for (never with a
     # journal on record): another tool may have rewritten it since, and kept its metadata

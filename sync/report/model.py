@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
-from sync.errors import EXIT_OK
+from sync.errors import EXIT_OK, Np6SyncError
 
 Status = Literal["succeeded", "no_changes", "planned", "refused", "failed"]
 
@@ -61,10 +62,18 @@ class JobReport:
     lookups_not_found: int = 0
     lookups_several: int = 0
     lookup_fallback: str | None = None
+    # The way the source was read (sync.job.route): sealed, printed, folded, whole or
+    # shared, and why, in words.
+    route: str = ""
+    route_reason: str = ""
+    phase: str = ""  # the last phase the job reached: lock, read, plan, check, send, done
     exit_code: int = EXIT_OK
+    # The error that failed the job, for the Python API to raise (never rendered).
+    failure: Np6SyncError | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "failure"}
+
         data["duration_s"] = round(self.duration_s, 3)
         data["retry_wait_s"] = round(self.retry_wait_s, 3)
         data["rate_limit_wait_s"] = round(self.rate_limit_wait_s, 3)
@@ -82,3 +91,9 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"jobs": [job.to_dict() for job in self.jobs], "exit_code": self.exit_code}
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return copy.deepcopy(value)

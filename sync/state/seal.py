@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -61,10 +63,14 @@ def file_digest(path: Path) -> str:
 def job_shape(job: Job, media_type: str | None) -> str:
     """A digest of everything that could change the keys, or the plan, built from the file.
 
-    The whole job is in it, not only its key definition: a doubt costs one full read.
+    The whole job is in it, not only its key definition: a doubt costs one full read. So
+    are the time zone and the versions of the libraries that read the file and built the
+    keys (a condition on the date is never sealed at all: ``sync.job.route``).
     """
     shape = {
         "np6sync": __version__,
+        "libraries": {name: _version(name) for name in ("pyarrow", "polars", "sqlglot")},
+        "time_zone": [os.environ.get("TZ"), *time.tzname],
         "state_version": STATE_VERSION,
         "seal_version": SEAL_VERSION,
         "job": job.model_dump(mode="json"),
@@ -72,6 +78,14 @@ def job_shape(job: Job, media_type: str | None) -> str:
         "media_type": media_type,
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+
+def _version(distribution: str) -> str | None:
+    """The installed version, from its metadata: the quick path imports none of them."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _identity(path: Path) -> list[int] | None:
@@ -120,12 +134,12 @@ class SourceProof:
 
 
 def proof_beside(
-    job: Job, *, skip: bool, downloaded: Path | None = None
+    job: Job, *, sealed: bool, downloaded: Path | None = None
 ) -> Callable[[], SourceProof | None]:
-    """The proof of the job's source, taken while it is read; none for what is never sealed
-    (a state on s3://, a URL source not ``downloaded`` first, or ``skip``)."""
+    """The proof of the job's source, taken while it is read, when its route is ``sealed``
+    (``sync.job.route``): the job's own file, or its URL source ``downloaded`` first."""
     source = job.source_path if job.source_url is None else downloaded
-    if skip or source is None or job.state_url is not None:
+    if not sealed or source is None:
         return lambda: None
     return SourceProof.beside(source)
 

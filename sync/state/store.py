@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sync.config import Job
     from sync.core.plan import Holding
     from sync.report.model import JobReport
-    from sync.state.local import Journal, StateInfo
+    from sync.state.local import Journal, StateInfo, StateStore
 
 
 class Store(Protocol):
@@ -63,10 +63,17 @@ class Store(Protocol):
     def read_history(self, last: int | None = None) -> list[dict[str, Any]]: ...
 
 
-def _local(job: Job) -> Store:
+def local_store(job: Job) -> StateStore:
+    """The job's state in its local file: for the routes that only a local state takes
+    (``sync.job.route``: sealed, printed, folded)."""
     from sync.state.local import StateStore
 
+    assert job.state_url is None, "the route reads a local state only"
     return StateStore(job.state_path, job.segment_id, job.targets.definition())
+
+
+def _local(job: Job) -> Store:
+    return local_store(job)
 
 
 def _s3(job: Job) -> Store:
