@@ -103,15 +103,17 @@ def _raise_before_sending(report: RunReport) -> None:
 def _entries(job: JobSpec, source: Any, segment: str | None) -> list[Entry]:
     from sync.job.fanout import SharedSource, jobs_from
     from sync.job.runs import Entry
-    from sync.read.frames import LABEL, frame_source, is_frame
 
+    frame = _is_frame(source)
     if isinstance(job, Mapping):
         data, base_dir, where = dict(job), Path.cwd(), "job"
     else:
         path = Path(job)
         data, base_dir, where = read_yaml(path), path.resolve().parent, str(path)
     given = dict(data.get("source") or {})
-    if is_frame(source):
+    if frame:
+        from sync.read.frames import LABEL
+
         given = {**given, "path": LABEL, "format": "parquet"}
     elif isinstance(source, str | os.PathLike):
         given = {**given, "path": os.fspath(source)}
@@ -125,8 +127,11 @@ def _entries(job: JobSpec, source: Any, segment: str | None) -> list[Entry]:
         jobs = [j for j in jobs if j.name == segment]
         if not jobs:
             raise UsageError(f"{where}: no job or segment is named {segment!r}")
-    if is_frame(source):
+    if frame:
+        from sync.read.frames import frame_source
+
         fan = shared.fan if shared is not None else None
+
         shared = SharedSource(
             fan, jobs, read=lambda _, columns: frame_source(source, columns), frame=True
         )
@@ -140,3 +145,12 @@ def _settings(settings: str | os.PathLike[str] | Mapping[str, Any] | None) -> Se
         return Settings.model_validate(dict(settings))
     except ValidationError as exc:
         raise ConfigError("settings", format_validation_error(exc)) from None
+
+
+def _is_frame(source: Any) -> bool:
+    """A DataFrame or a Table handed in; a path is never, and loads no pyarrow to say so."""
+    if source is None or isinstance(source, str | os.PathLike):
+        return False
+    from sync.read.frames import is_frame
+
+    return is_frame(source)

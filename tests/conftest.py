@@ -143,6 +143,12 @@ def state_snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A settings file with quick retries, in the test's folder."""
+    return settings_file(tmp_path)
+
+
 def settings_file(folder: Path, **overrides: Any) -> Path:
     """Settings with quick retries, so the tests never wait long."""
     settings = {

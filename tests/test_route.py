@@ -1,0 +1,149 @@
+"""The route table (sync/job/route.py): each precondition on its own, then the routes as
+the command line and the API report them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import SEGMENT, make_job, run_process, write_csv
+from sync.config import load_job
+from sync.emulator import Emulator
+from sync.job import route
+from sync.job.route import Facts, decide, facts_of
+
+PLAIN = Facts(
+    given="file",
+    size=1 << 20,
+    segments=1,
+    fan_out=False,
+    state_remote=False,
+    where_clock=False,
+    full_refresh=False,
+    dry_run=False,
+)
+LARGE = replace(PLAIN, size=route.FOLD_BYTES)
+
+
+def test_a_plain_local_file_is_read_whole_sealed_and_printed() -> None:
+    plain = decide(PLAIN)
+    assert (plain.read, plain.seal, plain.print, plain.download) == ("whole", True, True, False)
+    assert plain.reason == "a local file of 1 MiB"
+
+
+def test_a_file_is_folded_from_the_fold_size_on_and_read_whole_just_under() -> None:
+    assert decide(LARGE).read == "folded" and decide(LARGE).seal
+    assert "64 MiB" in decide(LARGE).reason
+    assert decide(replace(LARGE, size=route.FOLD_BYTES - 1)).read == "whole"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        pytest.param({"where_clock": True}, "reads the date or time", id="where-on-the-date"),
+        pytest.param({"state_remote": True}, "object storage", id="state-on-s3"),
+        pytest.param({"full_refresh": True}, "full refresh", id="full-refresh"),
+        pytest.param({"dry_run": True}, "a plan records nothing", id="dry-run"),
+        pytest.param({"fan_out": True, "segments": 3}, "shared", id="fan-out"),
+        pytest.param({"given": "frame"}, "DataFrame", id="dataframe"),
+    ],
+)
+def test_each_precondition_of_the_seal(change: dict[str, object], why: str) -> None:
+    chosen = decide(replace(PLAIN, **change))  # type: ignore[arg-type]
+    assert not chosen.seal and why in chosen.reason
+
+
+@pytest.mark.parametrize(
+    ("change", "read"),
+    [
+        pytest.param({"state_remote": True}, "whole", id="state-on-s3"),
+        pytest.param({"full_refresh": True}, "whole", id="full-refresh"),
+        pytest.param({"fan_out": True, "segments": 2}, "shared", id="fan-out"),
+        pytest.param({"given": "frame"}, "shared", id="dataframe"),
+        pytest.param({"given": "url", "size": -1}, "whole", id="remote-source"),
+    ],
+)
+def test_each_precondition_of_the_fold(change: dict[str, object], read: str) -> None:
+    assert decide(replace(LARGE, **change)).read == read  # type: ignore[arg-type]
+
+
+def test_a_where_on_the_date_still_folds_and_prints_but_never_seals() -> None:
+    clock = decide(replace(LARGE, where_clock=True))
+    assert clock.read == "folded" and not clock.seal
+    assert decide(replace(PLAIN, where_clock=True)).print  # the print is of what was read
+
+
+@pytest.mark.parametrize(
+    ("change", "printed"),
+    [
+        pytest.param({}, True, id="plain"),
+        pytest.param({"dry_run": True}, True, id="dry-run"),
+        pytest.param({"state_remote": True}, False, id="state-on-s3"),
+        pytest.param({"full_refresh": True}, False, id="full-refresh"),
+        pytest.param({"fan_out": True, "segments": 2}, False, id="fan-out"),
+        pytest.param({"given": "frame"}, False, id="dataframe"),
+    ],
+)
+def test_each_precondition_of_the_print(change: dict[str, object], printed: bool) -> None:
+    assert decide(replace(PLAIN, **change)).print is printed  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "download"),
+    [
+        pytest.param({}, True, id="url-local-state"),
+        pytest.param({"state_remote": True}, False, id="url-state-on-s3"),
+        pytest.param({"fan_out": True, "segments": 2}, False, id="url-fan-out"),
+    ],
+)
+def test_a_url_source_is_downloaded_when_it_may_be_sealed(
+    change: dict[str, object], download: bool
+) -> None:
+    url = replace(PLAIN, given="url", size=-1, **change)  # type: ignore[arg-type]
+    assert decide(url).download is download
+
+
+def test_facts_are_read_from_the_job(tmp_path: Path) -> None:
+    write_csv(tmp_path / "list.csv", [["a@x.com"]])
+    job = load_job(make_job(tmp_path, source={"where": "DATE(d) <= CURRENT_DATE"}))
+    facts = facts_of(job)
+    assert facts.given == "file" and facts.size == (tmp_path / "list.csv").stat().st_size
+    assert facts.where_clock and not facts.state_remote and not facts.fan_out
+    assert facts_of(job, frame=True).given == "frame"
+    other = load_job(make_job(tmp_path, source={"where": "d = 'x'"}))
+    assert not facts_of(other).where_clock
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["DATE(d) <= CURRENT_DATE", "d < CAST(CURRENT_TIMESTAMP AS VARCHAR)", "NOW() > DATE(d)"],
+)
+def test_conditions_that_read_the_clock_are_seen(where: str) -> None:
+    from sync.read.where import traits
+
+    assert traits(where).clock
+
+
+def _report(out: Path) -> dict[str, object]:
+    job: dict[str, object] = json.loads(out.read_text())["jobs"][0]
+    return job
+
+
+def test_the_report_and_verbose_log_say_the_route_and_why(
+    tmp_path: Path, emulator: Emulator, env: dict[str, str], config: Path
+) -> None:
+    write_csv(tmp_path / "list.csv", [[f"u{n}@x.com"] for n in range(20)])
+    job = make_job(tmp_path)
+    out = tmp_path / "r.json"
+    first = run_process(["run", job, "--config", config, "--report-json", out, "-v"], env)
+    assert first.returncode == 0
+    assert _report(out)["route"] == "whole"
+    assert "route: whole (a local file of" in first.stderr
+    again = run_process(["run", job, "--config", config, "--report-json", out], env)
+    assert again.returncode == 0
+    assert _report(out)["route"] == "sealed"
+    assert "same bytes (sha256), same job" in str(_report(out)["route_reason"])
+    assert emulator.members(SEGMENT) == {f"u{n}@x.com" for n in range(20)}
