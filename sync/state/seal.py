@@ -106,20 +106,32 @@ class SourceProof:
     identity: list[int] | None
 
     @classmethod
-    def take(cls, path: Path) -> SourceProof | None:
-        """None when the file cannot be hashed: its reader then says what is wrong."""
+    def take(cls, path: Path, identity: list[int] | None = None) -> SourceProof | None:
+        """None when the file cannot be hashed (its reader then says what is wrong), or
+        when it is no longer the file of ``identity`` (taken before the read began)."""
         try:
-            identity = _identity(path)
-            return cls(path, file_digest(path), identity)
+            before = _identity(path) if identity is None else identity
+            digest = file_digest(path)
+            if before is None or _identity(path) != before:
+                return None  # changed while it was hashed, or since the read began
+            return cls(path, digest, before)
         except OSError:
             return None
 
     @classmethod
     def beside(cls, path: Path) -> Callable[[], SourceProof | None]:
         """``take`` on a thread of its own, while the reader reads (hashlib and pyarrow both
-        let go of the GIL): call the result for the proof once the file was read."""
+        let go of the GIL): call the result for the proof once the file was read. The
+        file's identity is taken here, before the reader starts, and not on the thread: a
+        file replaced before the thread ran would prove bytes the reader never read."""
         done: list[SourceProof | None] = []
-        thread = threading.Thread(target=lambda: done.append(cls.take(path)), daemon=True)
+        try:
+            identity = _identity(path)
+        except OSError:
+            identity = None
+        if identity is None:
+            return lambda: None
+        thread = threading.Thread(target=lambda: done.append(cls.take(path, identity)), daemon=True)
         thread.start()
 
         def proof() -> SourceProof | None:
