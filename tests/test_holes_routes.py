@@ -29,9 +29,11 @@ def _report(path: Path) -> dict:
 
 
 def _fold_every_file(monkeypatch: pytest.MonkeyPatch, rows: int = 500) -> None:
-    """Fold every source, in batches of ``rows`` (the route of a file of 64 MiB or more)."""
+    """Fold every source, in batches of about ``rows`` (the route of a file of 64 MiB or
+    more); CSV blocks of 2 KiB (some 80 rows) make up the batches."""
     monkeypatch.setattr(folding, "FOLD_BYTES", 0)
     monkeypatch.setattr(batches, "BATCH_ROWS", rows)
+    monkeypatch.setattr(batches, "BLOCK_BYTES", 2048)
 
 
 # --- P#3: the fallback reload of a folded run -------------------------------------------
@@ -99,3 +101,103 @@ def test_a_folded_fallback_reload_loads_exactly_the_files_keys(
     held = emulator.members(SEGMENT)
     want = {target_id(n) for n in kept}
     assert (len(want - held), len(held - want)) == (0, 0), "missing, still held"
+
+
+# --- P#1: a where over the whole file, evaluated per batch ------------------------------
+
+
+def _amounts() -> tuple[list[list[str]], set[str]]:
+    """2,000 rows; ``amount > 20 * AVG(amount)`` over the whole file keeps the 5 whales
+    (20 x 275.87 = 5,517), but in a batch of the first 1,000 rows (average about 2) it
+    keeps their rows of 100 too."""
+    rows, amounts = [], []
+    for n in range(2000):
+        first_half = 100 if n % 100 == 0 else 1
+        amount = first_half if n < 1000 else (100_000 if 1500 <= n < 1505 else 50)
+        rows.append([f"user{n}@example.com", str(amount)])
+        amounts.append(amount)
+    average = sum(amounts) / len(amounts)
+    return rows, {row[0] for row, a in zip(rows, amounts, strict=True) if a > 20 * average}
+
+
+def _points() -> tuple[list[list[str]], set[str]]:
+    """2,000 rows of points; the ten best of the whole file are rows 1990-1999."""
+    rows = [[f"user{n}@example.com", str(n)] for n in range(2000)]
+    return rows, {f"user{n}@example.com" for n in range(1990, 2000)}
+
+
+@pytest.mark.xfail(strict=True, reason="P#1")
+@pytest.mark.parametrize(
+    ("where", "rows"),
+    [
+        # 11 keys today where the condition selects 5.
+        pytest.param(
+            "CAST(amount AS DOUBLE) > 20 * AVG(CAST(amount AS DOUBLE))", _amounts, id="aggregate"
+        ),
+        # 40 keys today (the ten best of each batch) where it selects 10.
+        pytest.param(
+            "ROW_NUMBER() OVER (ORDER BY CAST(amount AS INT) DESC) <= 10", _points, id="window"
+        ),
+    ],
+)
+def test_a_where_over_the_whole_file_is_refused_or_evaluated_whole(
+    tmp_path, emulator, cli, monkeypatch, where, rows
+) -> None:
+    header = ["email", "amount"]
+    config = settings_file(tmp_path)
+    job = make_job(tmp_path, sync={"max_removed_ratio": 1.0, "min_rows": 1})
+    first = [[f"user{n}@example.com", "1"] for n in (1500, 1501, 3)]
+    write_csv(tmp_path / "list.csv", first, header=header)
+    assert cli("run", job, "--config", config).code == 0  # a state, from a whole read
+    before = emulator.members(SEGMENT)
+
+    _fold_every_file(monkeypatch)
+    table, selected = rows()
+    write_csv(tmp_path / "list.csv", table, header=header)
+    job = make_job(tmp_path, source={"path": "list.csv", "where": where}, sync={"min_rows": 1})
+    emulator.reset_calls()
+    result = cli("run", job, "--config", config)
+    if result.code == 2:  # refused when the job loads
+        assert "source.where" in result.out + result.err
+        assert emulator.calls == [] and emulator.members(SEGMENT) == before
+    else:  # or evaluated over the whole file
+        assert result.code == 0, result.out + result.err
+        held = emulator.members(SEGMENT)
+        assert (len(held), held == selected) == (len(selected), True)
+
+
+@pytest.mark.xfail(strict=True, reason="P#1")
+def test_an_aggregate_as_a_row_condition_is_a_job_error(tmp_path, emulator, cli) -> None:
+    # Today: exit 1, "unexpected ArrowInvalid ... this is a bug in np6-sync".
+    write_csv(tmp_path / "list.csv", emails(0, 50))
+    job = make_job(tmp_path, source={"path": "list.csv", "where": "COUNT(email) > 0"})
+    result = cli("run", job, "--config", settings_file(tmp_path))
+    assert (result.code, "source.where" in result.out + result.err) == (2, True), result.out
+    assert emulator.calls == [] and emulator.members(SEGMENT) == set()
+
+
+@pytest.mark.xfail(strict=True, reason="P#1")
+def test_what_the_load_check_accepts_runs(tmp_path, emulator, cli) -> None:
+    """``CAST(col AS DATE)`` passes the check on zero rows, and polars 2 refuses it on
+    the first row: the job must be refused when it loads, or run."""
+    import polars
+
+    from sync.config import load_job
+    from sync.errors import ConfigError
+
+    write_csv(
+        tmp_path / "list.csv",
+        [["a@x.org", "2020-03-01"], ["b@x.org", "2019-03-01"]],
+        header=["email", "since"],
+    )
+    where = "CAST(since AS DATE) > '2020-01-01'"
+    job = make_job(tmp_path, source={"path": "list.csv", "where": where})
+    if int(polars.__version__.split(".")[0]) >= 2:
+        with pytest.raises(ConfigError, match=r"source\.where"):
+            load_job(job)  # today: loads, then the run fails reading the first row
+    result = cli("run", job, "--config", settings_file(tmp_path))
+    if result.code == 0:
+        assert emulator.members(SEGMENT) == {"a@x.org"}
+    else:
+        assert (result.code, "source.where" in result.out) == (2, True)
+        assert emulator.calls == []
