@@ -201,3 +201,79 @@ def test_what_the_load_check_accepts_runs(tmp_path, emulator, cli) -> None:
     else:
         assert (result.code, "source.where" in result.out) == (2, True)
         assert emulator.calls == []
+
+
+# --- P#5 and O#6 (b): a fan-out and the job's where --------------------------------------
+
+GOLD, SILVER = 201, 202
+FAN_HEADER = ["email", "tier", "optin"]
+
+
+@pytest.fixture
+def fan_emulator() -> Iterator[Emulator]:
+    with Emulator(API_KEY, segments=[GOLD, SILVER]) as server:
+        yield server
+
+
+def _fan_rows() -> list[list[str]]:
+    """Opted-in rows of tiers gold and silver; the opted-out rows hold tiers no segment
+    maps ("", "platinum") and gold ones."""
+    rows = [[f"in{n}@x.org", ["gold", "silver"][n % 2], "Y"] for n in range(20)]
+    rows += [[f"out{n}@x.org", ["", "platinum", "gold"][n % 3], "N"] for n in range(9)]
+    return rows
+
+
+def _fan_job(folder: Path, segment_by: dict) -> Path:
+    job = {
+        "name": "tiers",
+        "source": {"path": "crm.csv", "where": "optin = 'Y'"},
+        "targets": {"columns": ["email"]},
+        "sync": {"max_removed_ratio": 1.0, "min_rows": 1},
+        "segment_by": {"column": "tier", "segments": {"gold": GOLD, "silver": SILVER}} | segment_by,
+    }
+    path = folder / "tiers.yaml"
+    path.write_text(json.dumps(job))  # JSON is YAML
+    return path
+
+
+@pytest.mark.xfail(strict=True, reason="P#5")
+@pytest.mark.parametrize("unmapped", ["refuse", "ignore"])
+def test_unmapped_values_count_only_in_the_rows_the_job_keeps(
+    tmp_path, fan_emulator, cli, monkeypatch, unmapped
+) -> None:
+    # Today: refuse exits 3, "6 row(s) hold a tier value that segment_by.segments does not
+    # map", every one of them opted out; ignore reports rows_unmapped 6.
+    monkeypatch.setenv("NP6_BASE_URL", fan_emulator.url)
+    rows = _fan_rows()
+    write_csv(tmp_path / "crm.csv", rows, header=FAN_HEADER)
+    job = _fan_job(tmp_path, {"unmapped": unmapped})
+    report = tmp_path / "r.json"
+    result = cli("run", job, "--config", settings_file(tmp_path), "--report-json", report)
+    assert result.code == 0, result.out + result.err
+    lines = json.loads(report.read_text())["jobs"]
+    assert [line["rows_unmapped"] for line in lines] == [0, 0]
+    assert fan_emulator.members(GOLD) == {r[0] for r in rows if r[1:] == ["gold", "Y"]}
+    assert fan_emulator.members(SILVER) == {r[0] for r in rows if r[1:] == ["silver", "Y"]}
+
+
+def test_a_segments_where_adds_to_the_jobs_where(tmp_path, fan_emulator, cli, monkeypatch):
+    """O#6: opted-out rows reach no segment, by segment_by or by segments' own where."""
+    monkeypatch.setenv("NP6_BASE_URL", fan_emulator.url)
+    rows = _fan_rows()
+    write_csv(tmp_path / "crm.csv", rows, header=FAN_HEADER)
+    config = settings_file(tmp_path)
+    gold = {r[0] for r in rows if r[1:] == ["gold", "Y"]}
+    silver = {r[0] for r in rows if r[1:] == ["silver", "Y"]}
+    assert cli("run", _fan_job(tmp_path, {}), "--config", config).code == 0
+    assert (fan_emulator.members(GOLD), fan_emulator.members(SILVER)) == (gold, silver)
+
+    job = json.loads((tmp_path / "tiers.yaml").read_text())
+    del job["segment_by"]
+    job["segments"] = [
+        {"name": "gold", "segment_id": GOLD, "where": "tier = 'gold'"},
+        {"name": "silver", "segment_id": SILVER, "where": "tier <> 'gold'"},
+    ]
+    (tmp_path / "tiers.yaml").write_text(json.dumps(job))
+    result = cli("run", tmp_path / "tiers.yaml", "--config", config)
+    assert result.code == 0, result.out + result.err
+    assert (fan_emulator.members(GOLD), fan_emulator.members(SILVER)) == (gold, silver)
