@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, SEGMENT, emails, make_job, settings_file, write_csv
+from conftest import (
+    API_KEY,
+    SEGMENT,
+    emails,
+    make_job,
+    settings_file,
+    state_snapshot,
+    write_csv,
+)
 from sync import folding
 from sync.emulator import Emulator, make_contacts
 from sync.emulator.contacts import target_id
@@ -277,3 +285,30 @@ def test_a_segments_where_adds_to_the_jobs_where(tmp_path, fan_emulator, cli, mo
     result = cli("run", tmp_path / "tiers.yaml", "--config", config)
     assert result.code == 0, result.out + result.err
     assert (fan_emulator.members(GOLD), fan_emulator.members(SILVER)) == (gold, silver)
+
+
+# --- O#6 (c): a full refresh keeps the safeguards ----------------------------------------
+
+
+def test_a_full_refresh_keeps_the_safeguards(tmp_path, emulator, cli) -> None:
+    ids = [f"{n:08d}" for n in range(5000)]
+    job = make_job(
+        tmp_path,
+        targets={"identify_by": "id", "columns": ["target_id"]},
+        sync={"max_removed_ratio": 0.5},
+    )
+    write_csv(tmp_path / "list.csv", [[i] for i in ids], header=["target_id"])
+    config = settings_file(tmp_path)
+    assert cli("run", job, "--config", config).code == 0
+    assert emulator.members(SEGMENT) == set(ids)
+    state = state_snapshot(tmp_path / "state")
+
+    write_csv(tmp_path / "list.csv", [[i] for i in ids[:100]], header=["target_id"])
+    emulator.reset_calls()
+    report = tmp_path / "r.json"
+    result = cli("run", job, "--config", config, "--full-refresh", "--report-json", report)
+    assert result.code == 3, result.out + result.err
+    assert _report(report)["refusals"], result.out
+    assert [c.method for c in emulator.calls if c.method != "GET"] == []
+    assert emulator.members(SEGMENT) == set(ids)
+    assert state_snapshot(tmp_path / "state") == state
