@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from conftest import (
     SEGMENT,
     emails,
     make_job,
+    run_process,
     settings_file,
     state_snapshot,
     write_csv,
@@ -312,3 +314,28 @@ def test_a_full_refresh_keeps_the_safeguards(tmp_path, emulator, cli) -> None:
     assert [c.method for c in emulator.calls if c.method != "GET"] == []
     assert emulator.members(SEGMENT) == set(ids)
     assert state_snapshot(tmp_path / "state") == state
+
+
+# --- P#2: a where on the date, answered from the seal -----------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="P#2")
+def test_a_where_on_the_date_is_not_answered_from_yesterdays_seal(tmp_path, emulator, env) -> None:
+    """The same bytes on another day: a row whose date came must be sent. The day moves
+    by the time zone, which CURRENT_DATE follows: UTC-12, then UTC+14 (26 hours on)."""
+    later_day = datetime.now(timezone(timedelta(hours=14))).date()
+    rows = [[f"user{n}@example.com", "2020-01-01"] for n in range(20)]
+    rows.append(["comes@example.com", later_day.isoformat()])
+    write_csv(tmp_path / "list.csv", rows, header=["email", "starts_on"])
+    where = "DATE(starts_on) <= CURRENT_DATE"
+    job = make_job(tmp_path, source={"path": "list.csv", "where": where})
+    config = settings_file(tmp_path)
+    args = ["run", job, "--config", config]
+
+    yesterday = run_process(args, {**env, "TZ": "Etc/GMT+12"}, cwd=tmp_path)
+    assert yesterday.returncode == 0, yesterday.stdout + yesterday.stderr
+    assert emulator.members(SEGMENT) == {f"user{n}@example.com" for n in range(20)}
+    # Today: "no_changes", answered from the seal, and the row is never sent.
+    today = run_process(args, {**env, "TZ": "Etc/GMT-14"}, cwd=tmp_path)
+    assert today.returncode == 0, today.stdout + today.stderr
+    assert "comes@example.com" in emulator.members(SEGMENT), today.stdout
