@@ -1,10 +1,13 @@
 """Reproductions of the route holes of issue 24 (P#1, P#2, P#3, P#5) and the route slips of
 issue 25 (O#6), end to end through the command line against the emulator.
 
-Each P test is marked ``xfail(strict=True, raises=AssertionError)`` until the fix lands:
-only a failed assertion (the hole) counts as the expected failure, not a helper renamed
-under the test. The O#6 tests hold edges the current code keeps, and fail when the slip
-they name is planted; the one whose slip is live today is marked as the P tests are.
+Each landed as ``xfail(strict=True, raises=AssertionError)`` (branch history: seen failing
+for the hole's reason) and lost the mark with its fix: a where's traits refused or never
+sealed (sync/read/where.py, sync/job/route.py), the fallback reading the file's keys afresh
+(sync/job/fallback.py), the fan-out's unmapped rows among those its where keeps, and the
+seal's proof taking the file's identity before the read. The O#6 tests hold edges that
+fail when the slip they name is planted.
+
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from conftest import (
     state_snapshot,
     write_csv,
 )
-from sync import folding
 from sync.emulator import Emulator, make_contacts
 from sync.emulator.contacts import target_id
 from sync.emulator.routes import Answer
+from sync.job import route
 from sync.read import batches
 
 ADDRESSES = [f"user{n}@example.com" for n in range(6000)]
@@ -43,7 +46,7 @@ def _report(path: Path) -> dict:
 def _fold_every_file(monkeypatch: pytest.MonkeyPatch, rows: int = 500) -> None:
     """Fold every source, in batches of about ``rows`` (the route of a file of 64 MiB or
     more); CSV blocks of 2 KiB (some 80 rows) make up the batches."""
-    monkeypatch.setattr(folding, "FOLD_BYTES", 0)
+    monkeypatch.setattr(route, "FOLD_BYTES", 0)
     monkeypatch.setattr(batches, "BATCH_ROWS", rows)
     monkeypatch.setattr(batches, "BLOCK_BYTES", 2048)
 
@@ -75,7 +78,6 @@ def contacts_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
         yield server
 
 
-@pytest.mark.xfail(strict=True, reason="P#3", raises=AssertionError)
 @pytest.mark.parametrize(
     ("contacts_emulator", "joining"),
     [
@@ -138,7 +140,6 @@ def _points() -> tuple[list[list[str]], set[str]]:
     return rows, {f"user{n}@example.com" for n in range(1990, 2000)}
 
 
-@pytest.mark.xfail(strict=True, reason="P#1", raises=AssertionError)
 @pytest.mark.parametrize(
     ("where", "rows"),
     [
@@ -178,7 +179,6 @@ def test_a_where_over_the_whole_file_is_refused_or_evaluated_whole(
         assert (len(held), held == selected) == (len(selected), True)
 
 
-@pytest.mark.xfail(strict=True, reason="P#1", raises=AssertionError)
 def test_an_aggregate_as_a_row_condition_is_a_job_error(tmp_path, emulator, cli) -> None:
     # Today: exit 1, "unexpected ArrowInvalid ... this is a bug in np6-sync".
     write_csv(tmp_path / "list.csv", emails(0, 50))
@@ -188,7 +188,6 @@ def test_an_aggregate_as_a_row_condition_is_a_job_error(tmp_path, emulator, cli)
     assert emulator.calls == [] and emulator.members(SEGMENT) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="P#1", raises=AssertionError)
 def test_what_the_load_check_accepts_runs(tmp_path, emulator, cli) -> None:
     """``CAST(col AS DATE)`` passes the check on zero rows, and polars 2 refuses it on
     the first row: the job must be refused when it loads, or run."""
@@ -252,7 +251,6 @@ def _fan_job(folder: Path, segment_by: dict) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="P#5", raises=AssertionError)
 @pytest.mark.parametrize("unmapped", ["refuse", "ignore"])
 def test_unmapped_values_count_only_in_the_rows_the_job_keeps(
     tmp_path, fan_emulator, cli, monkeypatch, unmapped
@@ -325,7 +323,6 @@ def test_a_full_refresh_keeps_the_safeguards(tmp_path, emulator, cli) -> None:
 # --- P#2: a where on the date, answered from the seal -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="P#2", raises=AssertionError)
 def test_a_where_on_the_date_is_not_answered_from_yesterdays_seal(tmp_path, emulator, env) -> None:
     """The same bytes on another day: a row whose date came must be sent. The day moves
     by the time zone, which CURRENT_DATE follows: UTC-12, then UTC+14 (26 hours on)."""
@@ -386,7 +383,6 @@ def test_no_seal_vouches_for_bytes_that_changed_while_read(
     assert emulator.members(SEGMENT) == {f"user{n}@example.com" for n in range(110)}
 
 
-@pytest.mark.xfail(strict=True, reason="O#6", raises=AssertionError)
 def test_no_seal_when_the_proof_thread_starts_after_the_change(
     tmp_path, emulator, cli, monkeypatch
 ) -> None:
@@ -403,10 +399,10 @@ def test_no_seal_when_the_proof_thread_starts_after_the_change(
     rewritten = threading.Event()
     take = seal.SourceProof.take.__func__  # type: ignore[attr-defined]
 
-    def late(cls, path):  # type: ignore[no-untyped-def]
+    def late(cls, path, *identity):  # type: ignore[no-untyped-def]
         if threading.current_thread() is not threading.main_thread():
             rewritten.wait(10)
-        return take(cls, path)
+        return take(cls, path, *identity)
 
     monkeypatch.setattr(seal.SourceProof, "take", classmethod(late))
     _changed_while_read(monkeypatch, source, emails(0, 110), then=rewritten.set)
