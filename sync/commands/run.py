@@ -59,8 +59,9 @@ def plan(args: argparse.Namespace) -> int:
         return run(args)
     try:
         return run(args)
-    except Exception as failure:
+    except Exception as failure:  # the edge of --detailed-exitcode: every failure is 1
         report_failure("", as_error(failure, "plan"))
+
         return EXIT_FAILED
 
 

@@ -192,9 +192,10 @@ class SharedSource:
             try:
                 table = self._read(job, self.columns)
                 self._check_unmapped(table)
-            except Exception as error:
+            except Exception as error:  # kept as it is, raised again: every segment's failure
                 self._error = error
                 raise
+
             self._table = table
         return self._table
 
