@@ -53,7 +53,6 @@ def _string_column(values: list[bytes], dictionary: bool) -> pa.Array:
     return array.dictionary_encode() if dictionary else array
 
 
-@pytest.mark.xfail(strict=True, reason="P#12")
 @pytest.mark.parametrize("folded", FOLDS)
 @pytest.mark.parametrize(
     "dictionary", [pytest.param(False, id="string"), pytest.param(True, id="dictionary")]

@@ -175,7 +175,8 @@ def _header_hint(names: list[str], delimiter: str | None) -> str:
 
 
 def validated_text(path: Path, table: pa.Table, first_row: int, fmt: Format) -> pa.Table:
-    """Cast binary columns to text, naming the row of the first value that is not UTF-8.
+    """Cast binary columns to text, naming the row of the first value that is not UTF-8;
+    Parquet text columns are checked the same way.
 
     All columns come out of one type, so that they can be joined element-wise: string,
     or large_string when the file holds one (pandas writes its str columns so).
@@ -183,11 +184,17 @@ def validated_text(path: Path, table: pa.Table, first_row: int, fmt: Format) -> 
     columns = []
     for index, name in enumerate(table.column_names):
         column = table.column(index)
+        declared_text = fmt == "parquet" and _is_text(column.type)
+        if declared_text:
+            # pyarrow checks no Parquet text column for UTF-8 as it reads: a value that is
+            # not would be counted as a key, then fail as it is sent. Looked at as bytes, it
+            # is checked as a binary column is (a few ms a million values).
+            column = column.cast(_binary_type(column.type))
         if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
             try:
                 column = column.cast(_text_type(column.type))
             except pa.ArrowInvalid:
-                raise _utf8_error(path, name, column, first_row, fmt) from None
+                raise _utf8_error(path, name, column, first_row, fmt, declared_text) from None
         columns.append(column)
     large = any(pa.types.is_large_string(c.type) for c in columns)
     kind = pa.large_string() if large else pa.string()
@@ -198,8 +205,21 @@ def _text_type(binary: pa.DataType) -> pa.DataType:
     return pa.large_string() if pa.types.is_large_binary(binary) else pa.string()
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _binary_type(text: pa.DataType) -> pa.DataType:
+    return pa.large_binary() if pa.types.is_large_string(text) else pa.binary()
+
+
 def _utf8_error(
-    path: Path, name: str, column: pa.ChunkedArray, first_row: int, fmt: Format
+    path: Path,
+    name: str,
+    column: pa.ChunkedArray,
+    first_row: int,
+    fmt: Format,
+    declared_text: bool = False,
 ) -> SourceError:
     # Only on failure: skip the chunks that cast, then decode the bad one value by value.
     row = first_row
@@ -213,6 +233,12 @@ def _utf8_error(
             except UnicodeDecodeError as exc:
                 bad = value[exc.start : exc.end].hex(" ")
                 where = f"{path}: column {name!r}, row {row + offset}: byte(s) {bad} at offset"
+                if declared_text:
+                    return SourceError(
+                        f"{where} {exc.start} of the value are not valid utf-8, though the "
+                        "file declares the column as text: the file is damaged or its writer "
+                        "stored bytes that are not text; correct the value where it comes from"
+                    )
                 if fmt == "parquet":
                     # source.encoding is for CSV: Parquet binary that is not UTF-8 is data.
                     return SourceError(
