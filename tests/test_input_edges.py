@@ -8,7 +8,10 @@ nothing is sent.
 
 from __future__ import annotations
 
+import io
 import json
+import lzma
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SEGMENT, make_job
+from corpus import compress
 from sync import folding
 from sync.emulator import Emulator
 from sync.read import batches
@@ -82,3 +86,131 @@ def test_a_parquet_text_column_that_is_not_utf8_is_refused_before_sending(
         assert report["status"] == "failed" and report["targets_sent"] == 0
         assert emulator.calls == []
     assert emulator.members(SEGMENT) == set()
+
+
+# --- P#13: a header and nothing else; a compressed or binary file named .csv ---------------
+
+
+@pytest.mark.xfail(strict=True, reason="P#13")
+@pytest.mark.parametrize("folded", FOLDS)
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        pytest.param("list.csv", b"email", id="no-newline"),
+        pytest.param("list.csv", b"\xef\xbb\xbfemail,name", id="bom-two-columns"),
+        pytest.param("list.csv", b'"email"', id="quoted"),
+        pytest.param("list.csv.gz", b"email", id="gzip"),
+    ],
+)
+def test_a_header_only_file_has_no_rows_with_or_without_its_last_newline(
+    tmp_path: Path,
+    emulator: Emulator,
+    cli: Callable[..., Any],
+    fold: Callable[[bool], None],
+    folded: bool,
+    name: str,
+    text: bytes,
+) -> None:
+    fold(folded)
+    job = make_job(tmp_path, source={"path": name})
+    source = tmp_path / name
+    source.write_bytes(compress("email\n{}\n".format("\n".join(GOOD[:20])).encode(), source.suffix))
+    first, _ = _run(cli, job, "run")
+    assert first.code == 0, first.out + first.err
+    emulator.reset_calls()
+
+    source.write_bytes(compress(text, source.suffix))
+    result, report = _run(cli, job, "run")
+    output = result.out + result.err
+    assert result.code == 3, output
+    assert "refused: the source has no rows" in output
+    assert (report["status"], report["rows_read"], report["targets_sent"]) == ("refused", 0, 0)
+    assert emulator.calls == [] and emulator.members(SEGMENT) == set(GOOD[:20])
+
+
+def _zip(data: bytes) -> bytes:
+    return compress(data, ".zip", member="export.csv")
+
+
+def _stored_zip(data: bytes) -> bytes:
+    """Uncompressed: the CSV's own line ends cut the archive's header into "lines"."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("export.csv", data)
+    return buffer.getvalue()
+
+
+def _parquet(data: bytes) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"email": data.decode().split()[1:]}), sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+@pytest.mark.xfail(strict=True, reason="P#13")
+@pytest.mark.parametrize("folded", FOLDS)
+@pytest.mark.parametrize(
+    ("name", "pack", "phrase"),
+    [
+        pytest.param("list.csv", _zip, "is a zip archive: name it list.csv.zip", id="zip"),
+        pytest.param(
+            "list.csv", _stored_zip, "is a zip archive: name it list.csv.zip", id="zip-stored"
+        ),
+        pytest.param(
+            "list.csv",
+            lambda d: compress(d, ".gz"),
+            "is gzip-compressed: name it list.csv.gz",
+            id="gzip",
+        ),
+        pytest.param(
+            "list.txt",
+            lambda d: compress(d, ".bz2"),
+            "is bzip2-compressed: name it list.txt.bz2",
+            id="bzip2",
+        ),
+        pytest.param(
+            "list.tsv",
+            lambda d: compress(d, ".zst"),
+            "is zstd-compressed: name it list.tsv.zst",
+            id="zstd",
+        ),
+        pytest.param(
+            "list.csv",
+            lzma.compress,
+            "is xz-compressed, which np6-sync does not read: decompress it",
+            id="xz",
+        ),
+        pytest.param(
+            "list.csv",
+            _parquet,
+            "is a Parquet file: name it list.parquet or set source.format: parquet",
+            id="parquet",
+        ),
+        pytest.param(
+            "list.csv.gz",
+            lambda d: compress(_zip(d), ".gz"),
+            "once gzip-decompressed, is a zip archive",
+            id="zip-in-gzip",
+        ),
+    ],
+)
+def test_a_compressed_or_binary_file_under_a_text_name_is_named_for_what_it_is(
+    tmp_path: Path,
+    emulator: Emulator,
+    cli: Callable[..., Any],
+    fold: Callable[[bool], None],
+    folded: bool,
+    name: str,
+    pack: Callable[[bytes], bytes],
+    phrase: str,
+) -> None:
+    fold(folded)
+    job = make_job(tmp_path, source={"path": name})
+    source = tmp_path / name
+    source.write_bytes(pack("email\n{}\n".format("\n".join(GOOD)).encode()))
+    for command in ("validate", "plan", "run"):
+        result = cli(command, job)
+        output = result.out + result.err
+        assert result.code == 2, output
+        assert f"{source}: the file {phrase}" in output
+        assert "not found" not in output and "PK" not in output
+    assert emulator.calls == []
