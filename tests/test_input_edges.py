@@ -215,3 +215,60 @@ def test_a_compressed_or_binary_file_under_a_text_name_is_named_for_what_it_is(
         assert f"{source}: {phrase}" in output
         assert "not found" not in output and "PK" not in output
     assert emulator.calls == []
+
+
+# --- a mistyped column: the header's closest names, whatever targets.transforms says ------
+
+
+def _columns_job(tmp_path: Path, columns: list[str], transforms: dict[str, list[str]]) -> Path:
+    source = tmp_path / "list.csv"
+    source.write_text("e_mail,email,name\n" + "".join(f"x,{e},n\n" for e in GOOD[:20]))
+    targets = {"columns": columns, "transforms": transforms}
+    return make_job(tmp_path, targets=targets)
+
+
+@pytest.mark.parametrize("folded", FOLDS)
+@pytest.mark.parametrize(
+    "transforms",
+    [
+        pytest.param({"email": ["strip", "lower"]}, id="transforms-spelled-right"),
+        pytest.param({"emial": ["strip", "lower"]}, id="transforms-spelled-alike"),
+        pytest.param({}, id="no-transforms"),
+    ],
+)
+def test_a_mistyped_column_is_shown_the_headers_closest_names(
+    tmp_path: Path,
+    emulator: Emulator,
+    cli: Callable[..., Any],
+    fold: Callable[[bool], None],
+    folded: bool,
+    transforms: dict[str, list[str]],
+) -> None:
+    fold(folded)
+    job = _columns_job(tmp_path, ["emial"], transforms)
+    for command in ("validate", "plan", "run"):
+        result = cli(command, job)
+        output = result.out + result.err
+        assert result.code == 2, output
+        assert "column 'emial' not found; the closest are 'email', 'e_mail'" in output
+        assert "transforms" not in output
+    assert emulator.calls == []
+
+
+@pytest.mark.parametrize("folded", FOLDS)
+def test_a_transform_of_a_column_that_is_not_a_key_column_is_refused(
+    tmp_path: Path,
+    emulator: Emulator,
+    cli: Callable[..., Any],
+    fold: Callable[[bool], None],
+    folded: bool,
+) -> None:
+    """Left alone, the misspelt transform would be skipped: keys not lowered."""
+    fold(folded)
+    job = _columns_job(tmp_path, ["email"], {"emial": ["lower"]})
+    for command in ("validate", "plan", "run"):
+        result = cli(command, job)
+        output = result.out + result.err
+        assert result.code == 2, output
+        assert "targets.transforms names 'emial', which is not in targets.columns" in output
+    assert emulator.calls == []

@@ -27,6 +27,8 @@ from sync.read.formats import Format, compression_of, expected_names, infer_form
 
 # A header list longer than this is cut in messages: they must stay one readable line.
 _MAX_NAMES_SHOWN = 30
+# The header's names nearest a missing column, best first.
+_CLOSEST = 3
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,9 @@ def _missing(column: str, names: list[str]) -> str:
             f"column {column!r} not found; the file has {same[0]!r} "
             "which differs only by case/spaces"
         )
-    close = difflib.get_close_matches(column, names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(column, names, n=_CLOSEST, cutoff=0.6)
+    if len(close) > 1:
+        return f"column {column!r} not found; the closest are {', '.join(map(repr, close))}"
     if close:
         return f"column {column!r} not found; the closest is {close[0]!r}"
     return f"column {column!r} not found"
