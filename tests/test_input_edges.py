@@ -12,7 +12,7 @@ import io
 import json
 import lzma
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,37 @@ def test_a_parquet_text_column_that_is_not_utf8_is_refused_before_sending(
         assert report["status"] == "failed" and report["targets_sent"] == 0
         assert emulator.calls == []
     assert emulator.members(SEGMENT) == set()
+
+
+@pytest.mark.xfail(strict=True, reason="P#12")
+def test_a_report_counts_what_was_sent_when_a_step_cannot_be_made(
+    tmp_path: Path, emulator: Emulator, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run of P#12 sent 500 targets and reported 0: whatever stops the sending (here a
+    step that fails to be made after five were, as the undecodable value did), the
+    report counts what NP6 acknowledged, and the next run sends the rest."""
+    from sync import push
+
+    made = push._chunks
+
+    def five_then_a_bug(keys: pa.Array, size: int) -> Iterator[list[str]]:
+        for number, chunk in enumerate(made(keys, size)):
+            if number == 5:
+                raise RuntimeError("a step that cannot be made")
+            yield chunk
+
+    (tmp_path / "list.csv").write_text("email\n" + "\n".join(GOOD) + "\n")
+    job = make_job(tmp_path, sync={"chunk_size": 50})
+    with monkeypatch.context() as patched:
+        patched.setattr(push, "_chunks", five_then_a_bug)
+        result, report = _run(cli, job, "run")
+    assert result.code == 1, result.out + result.err
+    assert report["status"] == "failed" and "a step that cannot be made" in report["error"]
+    assert report["targets_sent"] == len(emulator.members(SEGMENT)) == 250
+
+    result, report = _run(cli, job, "run")
+    assert result.code == 0, result.out + result.err
+    assert report["targets_sent"] == 250 and emulator.members(SEGMENT) == set(GOOD)
 
 
 # --- P#13: a header and nothing else; a compressed or binary file named .csv ---------------
