@@ -88,7 +88,6 @@ def test_a_parquet_text_column_that_is_not_utf8_is_refused_before_sending(
     assert emulator.members(SEGMENT) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="P#12")
 def test_a_report_counts_what_was_sent_when_a_step_cannot_be_made(
     tmp_path: Path, emulator: Emulator, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
