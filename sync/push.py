@@ -203,8 +203,15 @@ def _run(
                     failed.set()
                     failure = failure or verdict
 
+    def steps() -> Iterator[list[str]]:
+        nonlocal failure
+        try:
+            yield from items
+        except Exception as error:  # a step that cannot be made: the sent ones still count
+            failure = failure or as_error(error, "make a step")
+
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
-        for item in items:
+        for item in steps():
             if stop.is_set() or failure is not None:
                 break
             # Keep a short queue: a stop must not wait behind thousands of chunks.

@@ -148,3 +148,89 @@ def test_the_key_proposal(columns, sample, expected) -> None:
 )
 def test_the_job_name_comes_from_the_file_name(path, name) -> None:
     assert job_name(Path(path)) == name
+
+
+# --- the encoding of a CSV that is not UTF-8 ----------------------------------------------
+
+ACCENTED = ["josé@exemple.fr", "anne@exemple.fr", "renée@exemple.fr"]
+
+
+def _windows_csv(path: Path, header: str = "Courriel;Nom") -> Path:
+    """What Excel on Windows saves as "CSV (separator: semicolon)" in Western Europe."""
+    rows = [header, *(f"{e};{e.split('@')[0].title()} Müller" for e in ACCENTED)]
+    path.write_bytes("\r\n".join(rows).encode("cp1252") + b"\r\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("Courriel;Nom", id="accents-in-values"),
+        pytest.param("Courriél;Nom", id="accents-in-the-header"),
+    ],
+)
+def test_init_notices_a_file_that_is_not_utf8_and_proposes_its_encoding(
+    cli, tmp_path: Path, emulator, header: str
+) -> None:
+    _windows_csv(tmp_path / "clients.csv", header)
+    result = cli("init", "clients.csv", "--segment", SEGMENT)
+    assert result.code == 0, result.err
+    assert "clients.csv: not UTF-8: read as cp1252" in result.out
+    assert "pass --encoding to choose another" in result.out
+    job_file = tmp_path / "jobs" / "clients.yaml"
+    text = job_file.read_text()
+    assert "encoding: cp1252   # csv only: guessed by init" in text
+    job = load_job(job_file)
+    assert (job.source.encoding, job.targets.columns) == ("cp1252", [header.split(";")[0]])
+    assert cli("run", job_file, "--config", settings_file(tmp_path)).code == 0
+    assert emulator.members(SEGMENT) == set(ACCENTED)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "written"),
+    [
+        pytest.param("latin-1", "latin-1", id="latin-1"),
+        pytest.param("cp1252", "cp1252", id="cp1252"),
+    ],
+)
+def test_init_encoding_is_written_into_the_job(
+    cli, tmp_path: Path, emulator, encoding: str, written: str
+) -> None:
+    _windows_csv(tmp_path / "clients.csv")
+    result = cli("init", "clients.csv", "--segment", SEGMENT, "--encoding", encoding)
+    assert result.code == 0, result.err
+    assert "not UTF-8" not in result.out  # chosen, not guessed
+    job = load_job(tmp_path / "jobs" / "clients.yaml")
+    assert job.source.encoding == written
+    assert (
+        cli("run", tmp_path / "jobs" / "clients.yaml", "--config", settings_file(tmp_path)).code
+        == 0
+    )
+    assert emulator.members(SEGMENT) == set(ACCENTED)
+
+
+def test_init_of_a_utf8_file_writes_utf8(cli, tmp_path: Path) -> None:
+    path = tmp_path / "clients.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "Courriel\r\njosé@exemple.fr\r\n".encode())
+    result = cli("init", "clients.csv", "--segment", SEGMENT)
+    assert result.code == 0, result.err
+    assert "not UTF-8" not in result.out
+    assert load_job(tmp_path / "jobs" / "clients.yaml").source.encoding == "utf-8"
+
+
+@pytest.mark.parametrize(
+    ("source", "encoding", "message"),
+    [
+        pytest.param("clients.csv", "klingon", "unknown encoding 'klingon'", id="unknown"),
+        pytest.param("ids.parquet", "cp1252", "--encoding is for CSV sources", id="parquet"),
+    ],
+)
+def test_init_refuses_an_encoding_it_cannot_use(
+    cli, tmp_path: Path, source: str, encoding: str, message: str
+) -> None:
+    _windows_csv(tmp_path / "clients.csv")
+    pq.write_table(pa.table({"TargetId": IDS}), tmp_path / "ids.parquet")
+    result = cli("init", source, "--segment", SEGMENT, "--encoding", encoding)
+    assert result.code == 2
+    assert message in result.err
+    assert not (tmp_path / "jobs").exists()

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,7 @@ _NP6_ID = re.compile(r"^[A-Z0-9]{8}$")
 _EMAIL_NAMES = re.compile(r"e-?mail|courriel|\bmail", re.IGNORECASE)
 _ID_NAMES = re.compile(r"(^|[_\W])(id|uid|guid|identifier|key)$|^id[_\W]|id$", re.IGNORECASE)
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # YAML reads it back as this string
 
 
 def add_init_parser(
@@ -41,6 +42,11 @@ def add_init_parser(
         "-o", "--output", type=Path, metavar="JOB.yaml", help="default: jobs/<name>.yaml"
     )
     init.add_argument("--force", action="store_true", help="replace an existing job file")
+    init.add_argument(
+        "--encoding",
+        metavar="ENC",
+        help="a CSV's encoding, such as cp1252 (default: utf-8, or a guess when it is not)",
+    )
     init.set_defaults(func=lambda args: run_init(args, validate))
 
 
@@ -52,8 +58,17 @@ def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], 
     source = Path(args.source)
     name = args.name or job_name(source)
     output: Path = args.output or Path("jobs") / f"{name}.yaml"
-    columns, fmt, delimiter = read_columns(source)
-    sample = sample_values(source, fmt, delimiter, columns)
+    fmt = source_format(source)
+    encoding, guessed = csv_encoding(source, args.encoding) if fmt == "csv" else ("", False)
+    if fmt == "parquet" and args.encoding is not None:
+        raise UsageError("--encoding is for CSV sources: a Parquet file's text is UTF-8")
+    columns, delimiter = read_columns(source, fmt, encoding or "utf-8")
+    if guessed:
+        print(
+            f"{source}: not UTF-8: read as {encoding} (a guess: check the samples below); "
+            "pass --encoding to choose another"
+        )
+    sample = sample_values(source, fmt, delimiter, columns, encoding or "utf-8")
     key = propose_key(columns, sample)
     text = job_text(
         name=name,
@@ -61,6 +76,8 @@ def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], 
         source=_relative(source, output.parent),
         fmt=fmt,
         delimiter=delimiter,
+        encoding=encoding,
+        guessed=guessed,
         columns=columns,
         key=key,
     )
@@ -104,26 +121,67 @@ def _share(values: list[str], pattern: re.Pattern[str]) -> float:
     return sum(1 for v in values if pattern.match(v)) / len(values) if values else 0.0
 
 
-def read_columns(source: Path) -> tuple[list[str], Literal["csv", "parquet"], str]:
-    """The column names, the format and (CSV) the delimiter the project's reader finds."""
+def source_format(source: Path) -> Literal["csv", "parquet"]:
     from sync.config import infer_format
-    from sync.read import csv_source
-    from sync.read.sources import SourceSpec, read_header
 
     fmt = infer_format(str(source))
     if fmt is None:
         raise UsageError(f"{source}: cannot tell the format from the name (.csv or .parquet)")
-    names = read_header(SourceSpec(source, fmt, delimiter="auto"))
+    return fmt
+
+
+def csv_encoding(source: Path, chosen: str | None) -> tuple[str, bool]:
+    """The encoding to read a CSV with, and whether it is a guess: the one chosen; else
+    the one a byte-order mark names; else utf-8 if the bytes are, else the first fallback
+    that decodes them all (latin-1 decodes any bytes)."""
+    from sync.read import csv_header, csv_source
+    from sync.read.sources import SourceSpec, checked_format, mapped_errors
+
+    if chosen is not None:
+        return chosen, False
+    checked_format(SourceSpec(source, "csv"))  # a missing or empty file says so first
+    with mapped_errors(source, "csv"):
+        with csv_source.open_bytes(source) as stream:
+            marked = csv_header.marked_encoding(stream.read(4))
+        if marked is not None:
+            return marked, False
+        for codec in ("utf-8", *csv_header.FALLBACK_ENCODINGS[:-1]):
+            if csv_header.decodes(_chunks(source), codec):
+                return codec, codec != "utf-8"
+    return csv_header.FALLBACK_ENCODINGS[-1], True
+
+
+def _chunks(source: Path) -> Iterator[bytes]:
+    """The file's bytes, decompressed after its name, a megabyte at a time."""
+    from sync.read import csv_source
+
+    with csv_source.open_bytes(source) as stream:
+        while chunk := stream.read(1 << 20):
+            yield chunk
+
+
+def read_columns(
+    source: Path, fmt: Literal["csv", "parquet"], encoding: str = "utf-8"
+) -> tuple[list[str], str]:
+    """The column names and (CSV) the delimiter the project's reader finds."""
+    from sync.read import csv_source
+    from sync.read.sources import SourceSpec, read_header
+
+    names = read_header(SourceSpec(source, fmt, delimiter="auto", encoding=encoding))
     delimiter = ","
     if fmt == "csv":  # read_header has checked the file: this second look cannot fail
-        delimiter = csv_source.read_header(source, "auto", "utf-8").delimiter
+        delimiter = csv_source.read_header(source, "auto", encoding).delimiter
     if not names:
         raise UsageError(f"{source}: the file has no columns")
-    return names, fmt, delimiter
+    return names, delimiter
 
 
 def sample_values(
-    source: Path, fmt: Literal["csv", "parquet"], delimiter: str, columns: Sequence[str]
+    source: Path,
+    fmt: Literal["csv", "parquet"],
+    delimiter: str,
+    columns: Sequence[str],
+    encoding: str = "utf-8",
 ) -> dict[str, list[str]]:
     """Up to SAMPLE_ROWS non-empty values (stripped) of the columns worth sampling."""
     from sync.read.sources import SourceSpec, read_source
@@ -133,7 +191,7 @@ def sample_values(
     candidates = [c for c in candidates if columns.count(c) == 1]  # a duplicate is no key
     if not candidates:
         return {}
-    spec = SourceSpec(source, fmt, delimiter=delimiter)
+    spec = SourceSpec(source, fmt, delimiter=delimiter, encoding=encoding)
     table = read_source(spec, candidates).table.slice(0, SAMPLE_ROWS)
     sample: dict[str, list[str]] = {}
     for column in candidates:
@@ -167,6 +225,10 @@ def _relative(source: Path, folder: Path) -> str:
         return str(source.resolve())
 
 
+def _plain(value: str) -> str:
+    return value if _PLAIN.fullmatch(value) else _y(value)
+
+
 def _y(value: str) -> str:
     return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
 
@@ -180,6 +242,8 @@ def job_text(
     delimiter: str,
     columns: Sequence[str],
     key: KeyProposal,
+    encoding: str = "utf-8",
+    guessed: bool = False,
 ) -> str:
     """The job file, every default written out with what it means."""
     from sync.config import SyncConfig
@@ -188,7 +252,8 @@ def job_text(
     others = ", ".join(c for c in columns if c != key.column) or "none"
     csv_lines = (
         f"  delimiter: {_y(delimiter)}   # csv only: found in the header line\n"
-        "  encoding: utf-8   # csv only\n"
+        f"  encoding: {_plain(encoding)}   # csv only"
+        f"{': guessed by init, the file is not utf-8' if guessed else ''}\n"
         if fmt == "csv"
         else ""
     )

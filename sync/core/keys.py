@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from sync.config import TargetsConfig
 from sync.core.hashing import first_distinct
+from sync.errors import UsageError
 
 # 32-bit offsets: 40 MB less per ten million keys than large_string. Key arrays stay
 # chunked (a million keys a chunk), so no one buffer comes near the 2 GiB they address.
@@ -105,6 +106,7 @@ def collect_keys(
     finding duplicates is the step that needs the most memory. Rows where ``keep`` is
     false (a condition left them out) are neither keys nor rejects, only counted.
     """
+    check_transforms(targets)
     reasons = [f"{what} {column}" for column in targets.columns for what in _CHECKS]
     reasons.append("not an NP6 target id (8 letters or digits)")
     valid: list[pa.Array] = []
@@ -135,6 +137,22 @@ def collect_keys(
         rejects_by_reason={str(c["values"]): int(c["counts"]) for c in _pylist(counts)},
         rows_filtered=filtered,
     )
+
+
+def check_transforms(targets: TargetsConfig) -> None:
+    """Refuse a transform of no key column: it would be skipped, and the keys change.
+
+    Checked here, after the source's columns were found, and not as the job loads: a
+    column mistyped in targets.columns and spelt right under transforms is then shown the
+    header's closest names, not blamed on transforms."""
+    unknown = targets.unknown_transforms()
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise UsageError(
+            f"targets.transforms names {names}, which {'are' if len(unknown) > 1 else 'is'} "
+            f"not in targets.columns "
+            f"{list(targets.columns)}: correct the name in one of the two"
+        )
 
 
 def merged(parts: list[KeySet], distinct_keys: int) -> KeySet:

@@ -7,7 +7,9 @@ quote, or a file without a line end, costs the time of reading it, never its squ
 
 from __future__ import annotations
 
+import codecs
 import re
+from collections.abc import Iterable
 
 # What "auto" chooses among, in order of preference when the counts tie.
 DELIMITERS = (",", ";", "\t", "|")
@@ -15,6 +17,35 @@ DELIMITERS = (",", ";", "\t", "|")
 SNIFF_RECORDS = 50
 
 Record = tuple[str, dict[str, int]]
+# What `init` proposes for a CSV that is not UTF-8, in order: what Windows writes in
+# Western Europe (and what Excel's "CSV" means there), then latin-1, which decodes any
+# bytes at all, rightly or not.
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")
+# Longest first: a UTF-32 little-endian mark starts with UTF-16's.
+_UNICODE_MARKS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+    (b"\xef\xbb\xbf", "utf-8"),
+)
+
+
+def marked_encoding(head: bytes) -> str | None:
+    """The encoding a byte-order mark at the start of the text names, if any."""
+    return next((codec for mark, codec in _UNICODE_MARKS if head.startswith(mark)), None)
+
+
+def decodes(chunks: Iterable[bytes], codec: str) -> bool:
+    """Whether all the bytes, read piece by piece, are text in ``codec``."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    try:
+        for chunk in chunks:
+            decoder.decode(chunk)
+        decoder.decode(b"", True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class RecordScanner:

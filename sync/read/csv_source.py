@@ -26,7 +26,16 @@ from sync.errors import SourceError
 from sync.read.csv_header import DELIMITERS, RecordScanner, sniff
 from sync.read.formats import compression_of
 
-_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip"}
+# How a file that is not text starts: what it is, and the suffix np6-sync reads it by.
+_PACKED = (
+    (re.compile(rb"PK(\x03\x04|\x05\x06)"), "a zip archive", ".zip"),
+    (re.compile(rb"\x1f\x8b"), "gzip-compressed", ".gz"),
+    (re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)"), "bzip2-compressed", ".bz2"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd-compressed", ".zst"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz-compressed", None),
+    # A header could start with "PAR1"; Parquet's first page header is binary.
+    (re.compile(rb"PAR1[^\t\n\r -~]"), "a Parquet file", None),
+)
 # Longest first: a UTF-32 little-endian mark starts with UTF-16's.
 _BOMS = {b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\xfe\xff": "utf-32"}
 _BOMS |= {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
@@ -93,12 +102,53 @@ def _scan_head(path: Path, codec: str, delimiters: str) -> tuple[bytes, RecordSc
                     + ("(a quote that never closes?)" if scan.in_quotes else "(not a CSV file?)")
                 )
             chunk = stream.read(_CHUNK)
+            if not raw:
+                _refuse_packed(path, chunk)
             raw += chunk
             piece = decoder.decode(chunk, not chunk)
             scan.feed(piece if scan.text else piece.removeprefix("\ufeff"), not chunk)
             if not chunk:
                 break
     return bytes(raw), scan
+
+
+def _refuse_packed(path: Path, head: bytes) -> None:
+    """Name what a compressed or binary file is, rather than parse its bytes as text."""
+    found = next(((what, s) for magic, what, s in _PACKED if magic.match(head)), None)
+    if found is None:
+        return
+    what, suffix = found
+    compression = compression_of(path.name)
+    if compression:
+        raise SourceError(
+            f"{path}: the file, once {compression}-decompressed, is {what}, not CSV text: "
+            "extract the CSV from it"
+        )
+    if what == "a Parquet file":
+        raise SourceError(
+            f"{path}: the file is a Parquet file: name it {Path(path.name).stem}.parquet "
+            "or set source.format: parquet"
+        )
+    if suffix is None:
+        raise SourceError(
+            f"{path}: the file is {what}, which np6-sync does not read: decompress it, "
+            "or compress it with gzip or zstd"
+        )
+    # The one file of a zip archive is read; .gz, .bz2 and .zst are decompressed.
+    raise SourceError(f"{path}: the file is {what}: name it {path.name}{suffix}")
+
+
+def header_only(path: Path, header: CsvHeader) -> bool:
+    """Whether the file holds its header and nothing else but blank lines: pyarrow cannot
+    read such a file when its last line end is missing ("Empty CSV file or block")."""
+    decoder = codecs.getincrementaldecoder(header.codec)("surrogateescape")
+    scan = RecordScanner(header.delimiter)
+    with open_bytes(path) as stream:
+        head = stream.read(MAX_HEADER_BYTES + 1)
+    if len(head) > MAX_HEADER_BYTES:
+        return False
+    scan.feed(decoder.decode(head, True).removeprefix("\ufeff"), True)
+    return not scan.in_quotes and sum(1 for text, _ in scan.records if text) == 1
 
 
 def read_columns(path: Path, header: CsvHeader, columns: Sequence[str]) -> pa.Table:
@@ -136,6 +186,10 @@ def _read_naming_rows(
     try:
         return _read(path, header, columns, block_size, kind, use_threads=True)
     except pa.ArrowInvalid as exc:
+        if "Empty CSV file or block" in str(exc) and header_only(path, header):
+            return pa.table({c: pa.array([], kind) for c in dict.fromkeys(columns)}).select(
+                list(columns)
+            )
         if "CSV parse error" not in str(exc):
             raise
         # pyarrow names the row of a parse error only when it reads on one thread.
@@ -255,9 +309,6 @@ def _raise_decode_error(path: Path, raw: bytes, codec: str) -> NoReturn:
 
 
 def _decode_hint(raw: bytes) -> str:
-    kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
-    if kind:
-        return f"; the file looks {kind}-compressed: name it after its compression"
     bom = next((e for mark, e in _BOMS.items() if raw.startswith(mark)), None)
     if bom:
         return f"; the file starts with a {bom.upper()} byte-order mark: set source.encoding: {bom}"

@@ -27,6 +27,8 @@ from sync.read.formats import Format, compression_of, expected_names, infer_form
 
 # A header list longer than this is cut in messages: they must stay one readable line.
 _MAX_NAMES_SHOWN = 30
+# The header's names nearest a missing column, best first.
+_CLOSEST = 3
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,9 @@ def _missing(column: str, names: list[str]) -> str:
             f"column {column!r} not found; the file has {same[0]!r} "
             "which differs only by case/spaces"
         )
-    close = difflib.get_close_matches(column, names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(column, names, n=_CLOSEST, cutoff=0.6)
+    if len(close) > 1:
+        return f"column {column!r} not found; the closest are {', '.join(map(repr, close))}"
     if close:
         return f"column {column!r} not found; the closest is {close[0]!r}"
     return f"column {column!r} not found"
@@ -175,7 +179,8 @@ def _header_hint(names: list[str], delimiter: str | None) -> str:
 
 
 def validated_text(path: Path, table: pa.Table, first_row: int, fmt: Format) -> pa.Table:
-    """Cast binary columns to text, naming the row of the first value that is not UTF-8.
+    """Cast binary columns to text, naming the row of the first value that is not UTF-8;
+    Parquet text columns are checked the same way.
 
     All columns come out of one type, so that they can be joined element-wise: string,
     or large_string when the file holds one (pandas writes its str columns so).
@@ -183,11 +188,17 @@ def validated_text(path: Path, table: pa.Table, first_row: int, fmt: Format) -> 
     columns = []
     for index, name in enumerate(table.column_names):
         column = table.column(index)
+        declared_text = fmt == "parquet" and _is_text(column.type)
+        if declared_text:
+            # pyarrow checks no Parquet text column for UTF-8 as it reads: a value that is
+            # not would be counted as a key, then fail as it is sent. Looked at as bytes, it
+            # is checked as a binary column is (a few ms a million values).
+            column = column.cast(_binary_type(column.type))
         if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
             try:
                 column = column.cast(_text_type(column.type))
             except pa.ArrowInvalid:
-                raise _utf8_error(path, name, column, first_row, fmt) from None
+                raise _utf8_error(path, name, column, first_row, fmt, declared_text) from None
         columns.append(column)
     large = any(pa.types.is_large_string(c.type) for c in columns)
     kind = pa.large_string() if large else pa.string()
@@ -198,8 +209,21 @@ def _text_type(binary: pa.DataType) -> pa.DataType:
     return pa.large_string() if pa.types.is_large_binary(binary) else pa.string()
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _binary_type(text: pa.DataType) -> pa.DataType:
+    return pa.large_binary() if pa.types.is_large_string(text) else pa.binary()
+
+
 def _utf8_error(
-    path: Path, name: str, column: pa.ChunkedArray, first_row: int, fmt: Format
+    path: Path,
+    name: str,
+    column: pa.ChunkedArray,
+    first_row: int,
+    fmt: Format,
+    declared_text: bool = False,
 ) -> SourceError:
     # Only on failure: skip the chunks that cast, then decode the bad one value by value.
     row = first_row
@@ -213,6 +237,12 @@ def _utf8_error(
             except UnicodeDecodeError as exc:
                 bad = value[exc.start : exc.end].hex(" ")
                 where = f"{path}: column {name!r}, row {row + offset}: byte(s) {bad} at offset"
+                if declared_text:
+                    return SourceError(
+                        f"{where} {exc.start} of the value are not valid utf-8, though the "
+                        "file declares the column as text: the file is damaged or its writer "
+                        "stored bytes that are not text; correct the value where it comes from"
+                    )
                 if fmt == "parquet":
                     # source.encoding is for CSV: Parquet binary that is not UTF-8 is data.
                     return SourceError(
