@@ -175,10 +175,33 @@ def test_a_shell_block_parses(block: Block) -> None:
                 parse(argv, block.name)
 
 
+def commands_in(node: Any) -> list[list[str]]:
+    """The np6-sync calls a manifest or workflow holds: a container's args (the image's
+    entrypoint is np6-sync) and the lines of a step's `run`."""
+    found: list[list[str]] = []
+    if isinstance(node, dict):
+        if "np6-sync" in str(node.get("image", "")) and isinstance(node.get("args"), list):
+            found.append([str(a) for a in node["args"]])
+        if isinstance(node.get("run"), str):
+            script = node["run"].replace("\\\n", " ")
+            for line in script.splitlines():
+                for command in simple_commands(words_of(line)) if line.strip() else []:
+                    argv = np6_sync_argv(command)
+                    found += [] if argv is None else [argv]
+        for value in node.values():
+            found += commands_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += commands_in(item)
+    return found
+
+
 @pytest.mark.parametrize("block", of("yaml"))
 def test_a_yaml_block_loads_and_a_job_or_settings_validate(block: Block, tmp_path) -> None:
     for document in yaml.safe_load_all(block.text):
         assert document is not None, f"{block.name}: an empty document"
+        for argv in commands_in(document):
+            parse(argv, block.name)
         if not isinstance(document, dict):
             continue
         if set(document) & JOB_WORDS and not {"apiVersion", "jobs"} & set(document):
@@ -284,3 +307,10 @@ def test_every_link_leads_to_a_file_and_heading_that_exist(page: Path) -> None:
         assert linked.exists(), f"{page.name}: {target} does not exist"
         if anchor:
             assert anchor in anchors(linked), f"{page.name}: no heading for {target}"
+
+
+def test_the_calls_inside_manifests_and_workflows_are_found() -> None:
+    container = {"image": "registry.example/np6-sync:1", "args": ["run", "/jobs/a.yaml"]}
+    step = {"run": "pip install .\nnp6-sync plan jobs/*.yaml --detailed-exitcode || [ $? -eq 2 ]"}
+    found = commands_in({"spec": {"containers": [container]}, "steps": [step]})
+    assert found == [["run", "/jobs/a.yaml"], ["plan", "jobs/*.yaml", "--detailed-exitcode"]]
