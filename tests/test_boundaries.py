@@ -1,6 +1,6 @@
 """Every threshold and limit at, just under and just over its value.
 
-Equality falls on the side the README documents: ``max_removed_ratio`` and
+Equality falls on the side docs/ states: ``max_removed_ratio`` and
 ``max_rejected_ratio`` refuse *more than* their share, ``min_rows`` refuses *fewer*
 rows, deferred removals apply once they *pass* ``defer_removals_ratio`` or the oldest
 *has waited* ``defer_removals_days``, per-target removal *wins ties*, a chunk holds

@@ -1,5 +1,5 @@
 """Files that hold keys or personal data: owner-only, in private folders, never written
-through a link (README, "Security")."""
+through a link (docs/settings.md, "Files that hold personal data")."""
 
 from __future__ import annotations
 
