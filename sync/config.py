@@ -153,6 +153,22 @@ class StateConfig(_Model):
         raise ValueError(f"{scheme}:// is not supported: use a local path or an s3:// URL")
 
 
+class RejectsConfig(_Model):
+    # The rejected rows' CSV file: a local path (relative to the job file) or an s3:// URL.
+    # Default: ``<name>.rejects.csv`` beside the state, on S3 too when the state is there.
+    path: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _writable_scheme(cls, value: str | None) -> str | None:
+        scheme = url_scheme(value) if value is not None else None
+        if scheme is None or scheme in STATE_SCHEMES:
+            return value
+        raise ValueError(
+            f"rejects on {scheme}:// are not supported: use a local path or an s3:// URL"
+        )
+
+
 class SyncConfig(_Model):
     mode: Literal["auto", "append", "reload"] = "auto"
     chunk_size: Annotated[int, Field(ge=1, le=50)] = 50
@@ -193,6 +209,7 @@ class Job(_Model):
     source: SourceConfig
     targets: TargetsConfig
     state: StateConfig = StateConfig()
+    rejects: RejectsConfig = RejectsConfig()
     sync: SyncConfig = SyncConfig()
     normalization: NormalizationConfig | None = None
     # Where the job file lives: relative paths are resolved against it. Not a YAML key.
@@ -231,6 +248,24 @@ class Job(_Model):
         """``state.path`` when it is a URL (s3:// only), else None."""
         path = self.state.path
         return path if path is not None and url_scheme(path) else None
+
+    @property
+    def rejects_url(self) -> str | None:
+        """Where the rejected rows go when that is object storage: ``rejects.path`` when it
+        is a URL; without it, ``<name>.rejects.csv`` beside a remote state. Else None."""
+        if self.rejects.path is not None:
+            return self.rejects.path if url_scheme(self.rejects.path) else None
+        if self.state_url is not None:
+            return f"{self.state_url.rsplit('/', 1)[0]}/{self.name}.rejects.csv"
+        return None
+
+    @property
+    def rejects_path(self) -> Path:
+        """The local rejects file (meaningless when ``rejects_url`` is set): ``rejects.path``,
+        else ``<name>.rejects.csv`` beside the state."""
+        if self.rejects.path is not None and not url_scheme(self.rejects.path):
+            return _resolve(self.base_dir, self.rejects.path)
+        return self.state_path.with_name(f"{self.name}.rejects.csv")
 
     @property
     def source_delimiter(self) -> str:

@@ -23,7 +23,15 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import SEGMENT, emails, make_job, run_process, settings_file, write_csv
+from conftest import (
+    SEGMENT,
+    emails,
+    make_job,
+    run_job,
+    run_process,
+    settings_file,
+    write_csv,
+)
 from sync.emulator import Emulator
 from sync.errors import LockedError
 from sync.state.s3 import RemoteStateStore
@@ -174,14 +182,14 @@ def test_source_and_state_on_s3_first_load_rerun_additions_removals(
             "in/list.csv",
             "state/list.parquet",
             "state/list.parquet.history.jsonl",
+            "state/list.rejects.csv",  # the row without email, beside the state
         }
 
     planned = cli("plan", job, "--config", config, "--detailed-exitcode")
     assert planned.code == 0, planned.out + planned.err  # a dry run reads the remote state
 
-    # Local-only outputs of a job with a remote state go to <job folder>/state/.
-    assert (tmp_path / "state" / "list.rejects.csv").is_file()
-    assert not (tmp_path / "state" / "list.parquet").exists()
+    # Nothing of a job with a remote state is written beside its job file by a run.
+    assert not (tmp_path / "state").exists()
     shown = cli("state", "show", job)
     assert shown.code == 0, shown.err
     assert remote.url("state/list.parquet") in shown.out
@@ -337,6 +345,37 @@ def test_a_state_on_a_read_only_or_unsupported_url_is_a_config_error(
     assert "state on gs:// is not supported yet" in cli("run", job).out
     job = make_job(tmp_path, source={"path": "ftp://host/list.csv"})
     assert "source.path: ftp:// is not supported" in cli("run", job).out
+    job = make_job(tmp_path, rejects={"path": "gs://bucket/list.rejects.csv"})
+    assert "rejects.path: rejects on gs:// are not supported" in cli("run", job).out
+
+
+def test_rejects_go_where_rejects_path_says_and_go_away_without_rejects(
+    tmp_path: Path, remote: Remote, cli: Any, emulator: Emulator
+) -> None:
+    config = settings_file(tmp_path)
+    # A local state, the rejects on S3.
+    url = remote.url("out/list.rejects.csv")
+    job = make_job(tmp_path, rejects={"path": url})
+    for rows, rejected in (([*emails(0, 30), [""]], True), (emails(0, 30), False)):
+        write_csv(tmp_path / "list.csv", rows)
+        report = run_job(cli, job, config)
+        assert report["rejects_file"] == (url if rejected else None)
+        assert ("out/list.rejects.csv" in remote.names()) is rejected
+        if rejected:
+            assert remote.fs.cat_file(url).decode().splitlines()[1:] == ['32,"empty email",""']
+        assert not (tmp_path / "state" / "list.rejects.csv").exists()
+    assert (tmp_path / "state" / "list.parquet").is_file()
+
+    # A remote state, the rejects in a local folder (relative to the job file).
+    folder = tmp_path / "remote-state"
+    folder.mkdir()
+    remote.put_csv("in/list.csv", [*emails(0, 30), [""]], tmp_path)
+    job = remote_job(folder, remote, rejects={"path": "rejected/list.csv"})
+    report = run_job(cli, job, config)
+    assert report["rejects_file"] == str(folder / "rejected" / "list.csv")
+    assert (folder / "rejected" / "list.csv").is_file()
+    assert "state/list.rejects.csv" not in remote.names()
+    assert emulator.members(SEGMENT) == emails_set(0, 30)
 
 
 def test_a_missing_backend_names_the_extra_to_install(tmp_path: Path, cli: Any) -> None:

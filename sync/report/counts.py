@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
@@ -61,8 +62,21 @@ def count_requests(report: JobReport, client: NP6Client) -> None:
 
 
 def write_rejects(job: Job, keyset: KeySet) -> str | None:
-    """Rejected rows go to ``<state folder>/<job>.rejects.csv``; no rejects, no file."""
-    path = job.state_path.with_name(f"{job.name}.rejects.csv")
+    """Rejected rows go to the job's rejects file (``rejects.path``, by default
+    ``<name>.rejects.csv`` beside the state, remote or local); no rejects, no file."""
+    url = job.rejects_url
+    if url is not None:
+        from sync.read.remote import display_url
+        from sync.state.s3_objects import write_whole  # s3fs only for a job that uses S3
+
+        data = None
+        if keyset.rows_rejected:
+            buffer = io.BytesIO()
+            pacsv.write_csv(keyset.rejected, buffer)
+            data = buffer.getvalue()
+        write_whole(url, data, "write the rejects file")
+        return display_url(url) if data is not None else None
+    path = job.rejects_path
     if not keyset.rows_rejected:
         path.unlink(missing_ok=True)
         return None

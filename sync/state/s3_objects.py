@@ -35,7 +35,7 @@ from typing import Any
 
 from fsspec.asyn import sync
 
-from sync.errors import LockedError, StateError, foreign_errors
+from sync.errors import LockedError, StateError, StorageError, foreign_errors
 from sync.read.remote import describe, display_url, filesystem
 
 log = logging.getLogger("np6sync.remote")
@@ -133,6 +133,18 @@ class S3Objects:
     def _split(self, url: str) -> tuple[str, str]:
         bucket, key, _ = self.fs.split_path(url)
         return str(bucket), str(key)
+
+
+def write_whole(url: str, data: bytes | None, what: str) -> None:
+    """``data`` as the object ``url`` (one PUT: readers see the old object or the new one),
+    or no object there when ``data`` is None; a StorageError naming the URL when it fails."""
+    shown = display_url(url)
+    with foreign_errors(lambda why: StorageError(f"{shown}: cannot {what}: {why}"), describe):
+        objects = S3Objects(url)
+        if data is None:
+            objects.delete(url)
+        else:
+            objects.put(url, data)
 
 
 def _conflict(error: BaseException) -> bool:
