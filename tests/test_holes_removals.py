@@ -83,7 +83,6 @@ def killed_while_clearing(job: Path) -> None:
 # --- P#4: an import never discards a pending journal ------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="P#4")
 def test_an_import_from_a_file_refuses_while_a_clear_is_pending(tmp_path, emulator, cli) -> None:
     job = filled(tmp_path, cli, emulator, 400)
     killed_while_clearing(job)
@@ -101,7 +100,6 @@ def test_an_import_from_a_file_refuses_while_a_clear_is_pending(tmp_path, emulat
     assert "no_changes" in cli("run", job).out
 
 
-@pytest.mark.xfail(strict=True, reason="P#4")
 def test_an_import_from_the_segment_replaces_a_pending_journal(tmp_path, emulator, cli) -> None:
     held = [target_id(n) for n in range(400)]
     job = make_job(tmp_path, targets={"identify_by": "id", "columns": ["id"]})
