@@ -184,7 +184,6 @@ def test_check_tells_whether_the_account_folds_case(  # type: ignore[no-untyped-
 # --- P#7: only a 200 with a list proves that no contact holds a value -------------------
 
 
-@pytest.mark.xfail(strict=True, reason="P#7")
 @pytest.mark.parametrize("account", [{"lookup_route": False, "no_route_body": NO_ROUTE}])
 def test_a_look_up_404_that_speaks_of_targets_reloads_instead(tmp_path, emulator, cli) -> None:
     job = filled(tmp_path, cli, emulator, 50, removals="per_target")
