@@ -201,7 +201,6 @@ def test_a_look_up_404_that_speaks_of_targets_reloads_instead(tmp_path, emulator
 # --- P#8: a lost state on a segment that is not empty -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="P#8")
 @pytest.mark.parametrize(
     ("identify_by", "remedy"),
     [
@@ -235,7 +234,6 @@ def test_a_lost_state_on_a_filled_segment_stops_the_run(  # type: ignore[no-unty
     assert emulator.members(SEGMENT) == ids(0, 190)
 
 
-@pytest.mark.xfail(strict=True, reason="P#8")
 def test_force_passes_the_lost_state_safeguard(tmp_path, emulator, cli) -> None:
     job = make_job(tmp_path)
     write_csv(tmp_path / "list.csv", emails(0, 190))
