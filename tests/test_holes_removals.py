@@ -248,7 +248,6 @@ def test_force_passes_the_lost_state_safeguard(tmp_path, emulator, cli) -> None:
 # --- P#9: the incomplete segment weighs in the cost; a read-back that checked too few ---
 
 
-@pytest.mark.xfail(strict=True, reason="P#9")
 @pytest.mark.parametrize(
     ("factor", "action"),
     [
@@ -275,7 +274,6 @@ def test_auto_weighs_the_incomplete_segment(  # type: ignore[no-untyped-def]
         assert got["targets_removed"] == 100
 
 
-@pytest.mark.xfail(strict=True, reason="P#9")
 def test_verify_in_unicity_mode_fails_when_it_checked_too_few(tmp_path, emulator, cli) -> None:
     job = filled(tmp_path, cli, emulator, 200)
     result = cli("verify", job)
