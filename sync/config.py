@@ -280,6 +280,10 @@ class Settings(_Model):
     # Accept header sent with unicity values; older NP6 docs use
     # application/vnd.mperf.v8.unicity. None sends application/json.
     unicity_media_type: str | None = None
+    # Whether the account matches unicity values whatever their case (not documented;
+    # e-mail matching commonly does). True is the safe assumption: a leaving key equal
+    # to a kept one but for case keeps their contact. `np6-sync check` tells which.
+    unicity_folds_case: bool = True
 
     @field_validator("base_url")
     @classmethod

@@ -29,6 +29,7 @@ class LookupStats:
     lookups: int = 0  # look-ups answered
     not_found: int = 0  # keys whose look-up answered an empty list: dropped from the state
     several: int = 0  # keys whose look-up found several contacts: each removed
+    kept_by_twin: int = 0  # leaving keys whose contact a kept key still names: not removed
     ids_removed: int = 0  # DELETEs answered 204
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -40,7 +41,12 @@ class LookupStats:
 
 class UnicityRemover:
     """Removes one key (a unicity value) from the segment: the ids known from an earlier
-    run, else a look-up; an id NP6 no longer knows is looked up again, once."""
+    run, else a look-up; an id NP6 no longer knows is looked up again, once.
+
+    An id that a kept key still resolves to stays: with ``twins`` (leaving keys with the
+    kept keys equal to them but for case) and an account that folds case (the client's
+    ``folds_case``), those kept keys are looked up, and only the ids none of them names
+    are removed."""
 
     def __init__(
         self,
@@ -50,6 +56,7 @@ class UnicityRemover:
         known: pa.Table,
         confirm_segment: Callable[[], None],
         stats: LookupStats,
+        twins: pa.Table | None = None,
     ) -> None:
         self._client = client
         self._segment_id = segment_id
@@ -57,6 +64,12 @@ class UnicityRemover:
         self._known = dict(zip(known["key"].to_pylist(), known["ids"].to_pylist(), strict=True))
         self._confirm_segment = confirm_segment
         self.stats = stats
+        self._twins: dict[str, list[str]] = {}
+        if twins is not None and client.folds_case:
+            for key, twin in zip(twins["key"].to_pylist(), twins["twin"].to_pylist(), strict=True):
+                self._twins.setdefault(key, []).append(twin)
+        self._kept: dict[str, list[str]] = {}  # a kept twin's ids, looked up once
+        self._kept_lock = threading.Lock()
 
     def remove(self, key: str) -> bool:
         """Journals ``removed`` once every contact of ``key`` is out of the segment;
@@ -67,6 +80,11 @@ class UnicityRemover:
             ids = self._look_up(key)
         if len(ids) > 1:
             self.stats.count(several=1)
+        if key in self._twins and ids:
+            kept = self._kept_ids(self._twins[key])
+            if kept.intersection(ids):
+                self.stats.count(kept_by_twin=1)
+                ids = [target_id for target_id in ids if target_id not in kept]
         made = False
         for target_id in ids:
             if self._delete(target_id):
@@ -103,6 +121,19 @@ class UnicityRemover:
         self.stats.count(lookups=1)
         self._journal.looked_up(key, ids)
         return ids
+
+    def _kept_ids(self, twins: list[str]) -> set[str]:
+        """The ids that kept keys equal to a leaving one but for case resolve to."""
+        kept: set[str] = set()
+        for twin in twins:
+            with self._kept_lock:
+                ids = self._kept.get(twin)
+            if ids is None:
+                ids = self._look_up(twin)
+                with self._kept_lock:
+                    self._kept[twin] = ids
+            kept.update(ids)
+        return kept
 
     def _delete(self, target_id: str) -> bool:
         try:

@@ -83,7 +83,8 @@ def push(
 ) -> PushResult:
     """Apply ``plan`` to the segment; ``watch`` may stop the PUTs, as a failure does;
     ``by_value``: ``plan.remove`` holds unicity values, whose contact ids are looked up
-    (or taken from ``plan.known_ids``).
+    (or taken from ``plan.known_ids``); an id a kept key still names (``plan.twins``)
+    stays.
 
     An error of the clear is raised; the first error of a later step (NP6's, or the
     journal's disk) stops the sending: the steps in flight finish (and are journaled), the
@@ -114,7 +115,7 @@ def push(
     if result.error is None and len(plan.remove):
         if by_value:
             result.lookups = LookupStats()
-        remove = _remover(client, segment_id, journal, plan.known_ids, result.lookups)
+        remove = _remover(client, segment_id, journal, plan, result.lookups)
 
         def removed(one: list[str], made: int) -> None:
             result.removals_settled += len(one)
@@ -132,7 +133,7 @@ def _remover(
     client: NP6Client,
     segment_id: int,
     journal: Journal,
-    known_ids: pa.Table | None,
+    plan: Plan,
     lookups: LookupStats | None,
 ) -> Callable[[list[str]], int]:
     """Removes one target and journals it: by id, or (``lookups`` given) by unicity value.
@@ -140,8 +141,9 @@ def _remover(
     journaling = f"record an acknowledged step in {journal.path}"
     segment = _SegmentExists(client, segment_id)
     if lookups is not None:
+        known = plan.known_ids if plan.known_ids is not None else no_ids()
         by_value = UnicityRemover(
-            client, segment_id, journal, known_ids or no_ids(), segment.confirm, lookups
+            client, segment_id, journal, known, segment.confirm, lookups, plan.twins
         )
 
     def remove(one: list[str]) -> int:

@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from conftest import API_KEY, SEGMENT, emails, make_job, settings_file, write_csv
 from sync.config import load_job
+from sync.core.keys import KEY_TYPE
+from sync.core.twins import case_twins
 from sync.emulator import Emulator, make_contacts
 from sync.emulator.contacts import target_id
 from sync.state.store import store_for
@@ -130,7 +133,6 @@ def case_twin(tmp_path: Path, cli, emulator: Emulator) -> tuple[Path, object]:
     return job, cli("run", job, "--report-json", tmp_path / "r.json")
 
 
-@pytest.mark.xfail(strict=True, reason="P#6")
 def test_a_kept_key_equal_but_for_case_keeps_its_contact(tmp_path, emulator, cli) -> None:
     job, result = case_twin(tmp_path, cli, emulator)
     assert result.code == 0, result.out + result.err
@@ -143,7 +145,31 @@ def test_a_kept_key_equal_but_for_case_keeps_its_contact(tmp_path, emulator, cli
     assert emulator.members(SEGMENT) == ids(3, 110)
 
 
-@pytest.mark.xfail(strict=True, reason="P#6")
+def test_case_twins_pair_each_leaving_key_with_the_kept_keys_equal_but_for_case() -> None:
+    leaving = pa.array(["u7@example.org", "gone@x.fr", "Mixed@X.fr"], KEY_TYPE)
+    kept = [
+        pa.chunked_array([["U7@Example.org", "other@x.fr"], ["u7@EXAMPLE.ORG"]], KEY_TYPE),
+        pa.array(["mixed@x.fr", "U7@Example.org"], KEY_TYPE),
+    ]
+    pairs = sorted(zip(*case_twins(leaving, kept).to_pydict().values(), strict=True))
+    assert pairs == [
+        ("Mixed@X.fr", "mixed@x.fr"),
+        ("u7@example.org", "U7@Example.org"),
+        ("u7@example.org", "u7@EXAMPLE.ORG"),
+    ]
+    assert case_twins(leaving[:0], kept).num_rows == 0
+    assert case_twins(leaving, [pa.array(["a@b.c"], KEY_TYPE)]).num_rows == 0
+
+
+def test_the_plan_looks_up_the_kept_twins_too(tmp_path, emulator, cli) -> None:
+    job = filled(tmp_path, cli, emulator, 100, removals="per_target")
+    rows = [r for r in emails(3, 100) if r != ["user7@example.com"]] + [["User7@Example.com"]]
+    write_csv(tmp_path / "list.csv", rows)
+    result = cli("run", job, "--dry-run")
+    assert "0 PUT" not in result.out and "5 GET (contact look-ups)" in result.out, result.out
+    assert emulator.calls == []
+
+
 @pytest.mark.parametrize("account", [{"fold_case": False}])
 @pytest.mark.parametrize("settings", [{"unicity_folds_case": False}])
 def test_an_account_that_matches_case_exactly_removes_the_twin(tmp_path, emulator, cli) -> None:
@@ -154,7 +180,6 @@ def test_an_account_that_matches_case_exactly_removes_the_twin(tmp_path, emulato
     assert len(calls(emulator, "GET", "/targets?")) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="P#6")
 @pytest.mark.parametrize(
     ("account", "settings", "said", "code"),
     [

@@ -15,6 +15,7 @@ from sync.config import SyncConfig
 from sync.core.fold import Folded, fold_array
 from sync.core.hashing import first_distinct, isin
 from sync.core.keys import KEY_TYPE, KeySet, concat
+from sync.core.twins import case_twins
 
 # append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
 # reload: clear the segment and PUT every key; none: nothing to send.
@@ -78,6 +79,9 @@ class Plan:
     pending_changed: bool = False  # the state must be saved even if nothing is sent
     lookups: int = 0  # unicity mode: keys of ``remove`` whose contact id must be looked up
     known_ids: pa.Table | None = None  # unicity mode: the ids of ``remove`` runs learned
+    # Unicity mode: leaving keys with the kept keys equal to them but for case (an account
+    # that folds case resolves both to one contact, which must stay).
+    twins: pa.Table | None = None
     # Every source key is to be sent, and ``send`` is still empty: a source folded against
     # the state in batches holds only its new keys, and a plan that is only shown never
     # needs the others. ``gathered`` fills ``send`` before anything is sent.
@@ -143,11 +147,15 @@ def make_plan(
     def one_by_one(why: str, wanted: str) -> Plan:
         reason = why + _one_by_one_reason(len(gone), to_look_up, costs, wanted, factor)
         changed = len(holding.pending) > 0
-        known = (
-            holding.ids.filter(pc.is_in(holding.ids["key"], value_set=gone)) if lookups else None
-        )
+        known = twins = None
+        if lookups:
+            known = holding.ids.filter(pc.is_in(holding.ids["key"], value_set=gone))
+            kept = [source] if not isinstance(source, Folded) else [
+                folded.pick(folded.in_source), folded.added]  # fmt: skip
+            twins = case_twins(gone, kept)
+        looked = to_look_up + (len(pc.unique(twins["twin"])) if twins is not None else 0)
         return plan("update", added_keys, reason, remove=gone, pending_changed=changed,
-                    lookups=to_look_up, known_ids=known)  # fmt: skip
+                    lookups=looked, known_ids=known, twins=twins)  # fmt: skip
 
     strategy = choose_strategy(rules.removals, costs, factor)
     if strategy == "per_target":
