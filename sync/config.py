@@ -177,6 +177,9 @@ class SyncConfig(_Model):
     max_rejected_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
     # How targets leave the segment when mode is auto (see the README's cost model).
     removals: Literal["auto", "reload", "per_target", "defer"] = "auto"
+    # auto removes one by one (the segment never incomplete) unless that costs more than
+    # this many times the requests of a reload (README's cost model); 1: the cheaper way.
+    reload_cost_factor: Annotated[float, Field(ge=1)] = 5.0
     defer_removals_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
     defer_removals_days: Annotated[int, Field(ge=0)] = 7
     # Below this share of keys matching a contact, NP6 is not taking the targets: a
@@ -307,6 +310,10 @@ class Settings(_Model):
     # Accept header sent with unicity values; older NP6 docs use
     # application/vnd.mperf.v8.unicity. None sends application/json.
     unicity_media_type: str | None = None
+    # Whether the account matches unicity values whatever their case (not documented;
+    # e-mail matching commonly does). True is the safe assumption: a leaving key equal
+    # to a kept one but for case keeps their contact. `np6-sync check` tells which.
+    unicity_folds_case: bool = True
 
     @field_validator("base_url")
     @classmethod

@@ -23,15 +23,16 @@ if TYPE_CHECKING:  # requests loads with the first job that sends, not with the 
 
 class LookupUnavailable(SyncError):
     """The account answers the look-up or the per-target removal as if it had no such
-    call (404/405 for the route itself, or an answer of another shape): the job falls
-    back to a reload."""
+    call (404 or 405 to a look-up, 405 to a removal, or an answer of another shape): the
+    job falls back to a reload."""
 
 
 @dataclass
 class LookupStats:
     lookups: int = 0  # look-ups answered
-    not_found: int = 0  # keys whose look-up found no contact: dropped from the state
+    not_found: int = 0  # keys whose look-up answered an empty list: dropped from the state
     several: int = 0  # keys whose look-up found several contacts: each removed
+    kept_by_twin: int = 0  # leaving keys whose contact a kept key still names: not removed
     ids_removed: int = 0  # DELETEs answered 204
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -43,7 +44,12 @@ class LookupStats:
 
 class UnicityRemover:
     """Removes one key (a unicity value) from the segment: the ids known from an earlier
-    run, else a look-up; an id NP6 no longer knows is looked up again, once."""
+    run, else a look-up; an id NP6 no longer knows is looked up again, once.
+
+    An id that a kept key still resolves to stays: with ``twins`` (leaving keys with the
+    kept keys equal to them but for case) and an account that folds case (the client's
+    ``folds_case``), those kept keys are looked up, and only the ids none of them names
+    are removed."""
 
     def __init__(
         self,
@@ -53,6 +59,7 @@ class UnicityRemover:
         known: pa.Table,
         confirm_segment: Callable[[], None],
         stats: LookupStats,
+        twins: pa.Table | None = None,
     ) -> None:
         self._client = client
         self._segment_id = segment_id
@@ -60,28 +67,45 @@ class UnicityRemover:
         self._known = dict(zip(known["key"].to_pylist(), known["ids"].to_pylist(), strict=True))
         self._confirm_segment = confirm_segment
         self.stats = stats
+        self._twins: dict[str, list[str]] = {}
+        if twins is not None and client.folds_case:
+            for key, twin in zip(twins["key"].to_pylist(), twins["twin"].to_pylist(), strict=True):
+                self._twins.setdefault(key, []).append(twin)
+        self._kept: dict[str, list[str]] = {}  # a kept twin's ids, looked up once
+        self._kept_lock = threading.Lock()
 
-    def remove(self, key: str) -> None:
-        """Journals ``removed`` once every contact of ``key`` is out of the segment."""
+    def remove(self, key: str) -> bool:
+        """Journals ``removed`` once every contact of ``key`` is out of the segment;
+        whether NP6 took one out now (not when none was there)."""
         ids = self._known.get(key)
         fresh = ids is None
         if ids is None:
             ids = self._look_up(key)
         if len(ids) > 1:
             self.stats.count(several=1)
+        if key in self._twins and ids:
+            kept = self._kept_ids(self._twins[key])
+            if kept.intersection(ids):
+                self.stats.count(kept_by_twin=1)
+                ids = [target_id for target_id in ids if target_id not in kept]
+        made = False
         for target_id in ids:
             if self._delete(target_id):
+                made = True
                 continue
             if not fresh:  # an id learned earlier: the contact may have been replaced
                 self._known.pop(key, None)
-                self.remove(key)
-                return
+                return self.remove(key) or made
             self._confirm_segment()  # a 404 is "already gone" only for a known segment
         if not ids:
             self.stats.count(not_found=1)
         self._journal.removed([key])
+        return made
 
     def _look_up(self, key: str) -> list[str]:
+        """The ids of the contacts holding ``key``. Only a list proves that none does: a
+        404 or a 405 may come from a proxy or an NP6 without the call, whatever its words
+        say ("No route found for GET /targets" speaks of targets too)."""
         try:
             ids = self._client.lookup(key)
         except UnexpectedAnswerError as error:
@@ -89,19 +113,30 @@ class UnicityRemover:
                 f"the contact look-up ({error.call}) answered in a shape np6-sync cannot read"
             ) from None
         except FatalApiError as error:
-            if _route_missing(error):
+            if error.status in (404, 405):
                 raise LookupUnavailable(
-                    f"the contact look-up (GET /targets?unicity=) answered {error.status}: "
-                    "this account seems not to have it"
+                    f"the contact look-up (GET /targets?unicity=) answered {error.status}, "
+                    "not a list of ids: this account seems not to have it"
                 ) from None
-            if error.status != 404:
-                raise _without_value(error, key) from None
-            ids = []  # NP6's "target not found": no contact holds this value
+            raise _without_value(error, key) from None
         except ApiError as error:
             raise _without_value(error, key) from None
         self.stats.count(lookups=1)
         self._journal.looked_up(key, ids)
         return ids
+
+    def _kept_ids(self, twins: list[str]) -> set[str]:
+        """The ids that kept keys equal to a leaving one but for case resolve to."""
+        kept: set[str] = set()
+        for twin in twins:
+            with self._kept_lock:
+                ids = self._kept.get(twin)
+            if ids is None:
+                ids = self._look_up(twin)
+                with self._kept_lock:
+                    self._kept[twin] = ids
+            kept.update(ids)
+        return kept
 
     def _delete(self, target_id: str) -> bool:
         try:
@@ -116,14 +151,6 @@ class UnicityRemover:
         if gone:
             self.stats.count(ids_removed=1)
         return gone
-
-
-def _route_missing(error: FatalApiError) -> bool:
-    """405, or a 404 that does not speak of a target (NP6's "target or segment not found"
-    is about a value; a route NP6 does not have answers 404 without those words)."""
-    if error.status == 405:
-        return True
-    return error.status == 404 and "target" not in error.detail.lower()
 
 
 def _without_value(error: ApiError, key: str) -> ApiError:

@@ -4,9 +4,10 @@ NP6 adds contacts, not strings: a key that matches no contact is not added, and 
 answers only how many were (NP6-NOTES.md). A wrong key column, separator or transform,
 or a media type the account needs, makes every PUT answer 0 while the run "succeeds".
 So, before the first change: the segment must exist and be static (``GET
-/segments/{id}``); before a clear, a sample of the keys must match contacts (``GET
-/targets?unicity=``); while adding keys that should all be new, NP6 must add most of
-the first ones sent (``AcceptanceWatch``).
+/segments/{id}``), and hold no targets when np6-sync has no state for it; before a
+clear, a sample of the keys must match contacts (``GET /targets?unicity=``); while
+adding keys that should all be new, NP6 must add most of the first ones sent
+(``AcceptanceWatch``).
 """
 
 from __future__ import annotations
@@ -191,11 +192,10 @@ def preflight(
     # A state set aside by --full-refresh is no state: it is not read again.
     had_state = holding.known and (store.has_journal() or store.info() is not None)
     if not had_state and not plan.clears and size:
-        result.notice(
-            f"NP6 says segment {job.segment_id} holds about {size:,} targets and np6-sync has "
-            "no state for it: those already there add nothing when sent (not a sign of keys "
-            "that match no contact); `np6-sync state import` records them first"
-        )
+        lost = _lost_state(job, size)
+        if not force:
+            raise RefusedError(lost + "; nothing was sent")
+        result.notice(lost + "; --force adopts the segment as it is")
     rules, unicity = job.sync, job.targets.identify_by == "unicity"
     if plan.clears and unicity and rules.lookup_sample and rules.lookups and not force:
         sample = look_up(client, plan.send, rules.lookup_sample)
@@ -212,6 +212,23 @@ def preflight(
         resent = _resent(store, plan.send, in_flight) if not plan.clears else frozenset()
         result.watch = AcceptanceWatch(rules.min_accepted_ratio, len(plan.send), resent)
     return result
+
+
+def _lost_state(job: Job, size: int) -> str:
+    """A segment that is not empty while np6-sync has no state for it: a lost state (a
+    deleted file, a fresh container) looks the same as a segment filled by hand, and a run
+    would remove none of the targets it holds that the source no longer has. Adopting it
+    is an explicit act."""
+    if job.targets.identify_by == "id":
+        adopt = "adopt what it holds with `np6-sync state import JOB --from-segment`"
+    else:
+        adopt = "record the list that filled it with `np6-sync state import JOB --from FILE`"
+    return (
+        f"NP6 says segment {job.segment_id} holds about {size:,} targets and np6-sync has "
+        "no state for it (lost, or never made): a run would add the source's keys and "
+        f"remove none of the others; {adopt}, or reload it with the source's keys with "
+        "`np6-sync run JOB --full-refresh`, or pass --force"
+    )
 
 
 def _resent(store: Store, send: pa.Array, in_flight: int) -> frozenset[str]:

@@ -32,7 +32,8 @@ class PushResult:
     targets_sent: int = 0
     targets_accepted: int = 0
     chunks_acknowledged: int = 0
-    targets_removed: int = 0  # per-target removals NP6 acknowledged
+    targets_removed: int = 0  # per-target removals NP6 made (not those already gone)
+    removals_settled: int = 0  # leaving keys done with: removed, or found not there
     lookups: LookupStats | None = None  # unicity mode: what the look-ups found
     interrupted: bool = False
     # The first error retries could not overcome, or the journal's disk failing.
@@ -82,7 +83,8 @@ def push(
 ) -> PushResult:
     """Apply ``plan`` to the segment; ``watch`` may stop the PUTs, as a failure does;
     ``by_value``: ``plan.remove`` holds unicity values, whose contact ids are looked up
-    (or taken from ``plan.known_ids``).
+    (or taken from ``plan.known_ids``); an id a kept key still names (``plan.twins``)
+    stays.
 
     An error of the clear is raised; the first error of a later step (NP6's, or the
     journal's disk) stops the sending: the steps in flight finish (and are journaled), the
@@ -113,15 +115,16 @@ def push(
     if result.error is None and len(plan.remove):
         if by_value:
             result.lookups = LookupStats()
-        remove = _remover(client, segment_id, journal, plan.known_ids, result.lookups)
+        remove = _remover(client, segment_id, journal, plan, result.lookups)
 
-        def removed(one: list[str], count: int) -> None:
-            result.targets_removed += count
+        def removed(one: list[str], made: int) -> None:
+            result.removals_settled += len(one)
+            result.targets_removed += made
 
         progress.start("remove", total=len(plan.remove))
         result.error = _run(_chunks(plan.remove, 1), remove, removed, concurrency, stop, progress)
         progress.finish()
-    pending = len(plan.send) - result.targets_sent + len(plan.remove) - result.targets_removed
+    pending = len(plan.send) - result.targets_sent + len(plan.remove) - result.removals_settled
     result.interrupted = stop.is_set() and pending > 0
     return result
 
@@ -130,27 +133,29 @@ def _remover(
     client: NP6Client,
     segment_id: int,
     journal: Journal,
-    known_ids: pa.Table | None,
+    plan: Plan,
     lookups: LookupStats | None,
 ) -> Callable[[list[str]], int]:
-    """Removes one target and journals it: by id, or (``lookups`` given) by unicity value."""
+    """Removes one target and journals it: by id, or (``lookups`` given) by unicity value.
+    Answers 1 when NP6 took a target out, 0 when it was not there."""
     journaling = f"record an acknowledged step in {journal.path}"
     segment = _SegmentExists(client, segment_id)
     if lookups is not None:
+        known = plan.known_ids if plan.known_ids is not None else no_ids()
         by_value = UnicityRemover(
-            client, segment_id, journal, known_ids or no_ids(), segment.confirm, lookups
+            client, segment_id, journal, known, segment.confirm, lookups, plan.twins
         )
 
     def remove(one: list[str]) -> int:
         if lookups is not None:
             with translated(journaling):
-                by_value.remove(one[0])
-            return 1
-        if not client.remove_target(segment_id, one[0]):
+                return int(by_value.remove(one[0]))
+        made = client.remove_target(segment_id, one[0])
+        if not made:
             segment.confirm()
         with translated(journaling):
             journal.removed(one)
-        return 1
+        return int(made)
 
     return remove
 

@@ -3,6 +3,8 @@ keeps keys (unicity values), so only the keys whose id a run learned can be comp
 
 What it cannot check: whether a key whose id the state does not know is in the segment,
 nor which segment id is extra when some keys' ids are unknown (only how many at least).
+So it says how many keys it checked, and under ``MIN_CHECKED_SHARE`` of them it cannot
+call the segment equal: a read-back that checked 0 of 200 keys proves nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from sync.config import Job
 from sync.errors import UsageError, translated
 from sync.np6.client import NP6Client
 from sync.state.store import store_for
+
+MIN_CHECKED_SHARE = 0.9  # of the state's keys, whose ids must be known to say "equal"
 
 
 @dataclass(frozen=True)
@@ -32,13 +36,27 @@ class IdComparison:
         return max(0, self.unmatched - self.unknown)
 
     @property
+    def checked(self) -> int:
+        """Keys whose ids the state knows: the only ones a read-back can check."""
+        return self.keys - self.unknown
+
+    @property
+    def enough_checked(self) -> bool:
+        return self.checked >= MIN_CHECKED_SHARE * self.keys
+
+    @property
     def equal(self) -> bool:
         """As far as the known ids tell: nothing missing, nothing surely extra."""
         return not self.missing and not self.extra_at_least
 
+    def checked_text(self) -> str:
+        share = f" ({self.checked / self.keys:.0%})" if self.keys else ""
+        return f"checked {self.checked:,} of {self.keys:,} keys{share}"
+
     def text(self) -> str:
         return (
-            f"the segment holds {self.segment:,} ids; the state knows the ids of "
+            f"{self.checked_text()}: the segment holds {self.segment:,} ids; the state "
+            "knows the ids of "
             f"{self.keys - self.unknown:,} of its {self.keys:,} keys: {self.missing:,} "
             f"missing, {self.unmatched:,} segment id(s) the state does not know (at least "
             f"{self.extra_at_least:,} extra), {self.unknown:,} key(s) whose contact id the "

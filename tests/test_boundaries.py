@@ -237,35 +237,42 @@ def test_defer_removals_days(days: int, waited: int, applied: bool) -> None:
         assert plan.pending.to_pylist() == [{"key": IDS[0], "since": DAY.isoformat()}]
 
 
-# --- the cost model: "the cheapest the identification allows; per target wins ties" ---
+# --- the cost model: per target unless it costs more than reload_cost_factor reloads ---
 
 
 @pytest.mark.parametrize(
-    ("per_target", "strategy"),
+    ("factor", "per_target", "strategy"),
     [
-        pytest.param(2, "per_target", id="cheaper"),
-        pytest.param(3, "per_target", id="tie"),
-        pytest.param(4, "reload", id="dearer"),
+        pytest.param(1, 2, "per_target", id="cheaper"),
+        pytest.param(1, 3, "per_target", id="tie"),
+        pytest.param(1, 4, "reload", id="dearer"),
+        pytest.param(5, 15, "per_target", id="factor-5-at-the-bound"),
+        pytest.param(5, 16, "reload", id="factor-5-past-the-bound"),
+        pytest.param(2.5, 7, "per_target", id="factor-2.5-under"),
+        pytest.param(2.5, 8, "reload", id="factor-2.5-past"),
     ],
 )
-def test_auto_takes_the_cheapest_way_and_per_target_wins_ties(
-    per_target: int, strategy: str
+def test_auto_removes_one_by_one_up_to_the_reload_cost_factor(
+    factor: float, per_target: int, strategy: str
 ) -> None:
     costs = {"reload": Cost(3, 2), "defer": Cost(0, 0), "per_target": Cost(per_target, 0)}
-    assert choose_strategy("auto", costs) == strategy
+    assert choose_strategy("auto", costs, factor) == strategy
 
 
 @pytest.mark.parametrize(
-    ("gone", "action"),
+    ("factor", "gone", "action"),
     [
-        pytest.param(2, "update", id="cheaper"),
-        pytest.param(3, "update", id="tie"),
-        pytest.param(4, "reload", id="dearer"),
+        pytest.param(1, 2, "update", id="cheaper"),
+        pytest.param(1, 3, "update", id="tie"),
+        pytest.param(1, 4, "reload", id="dearer"),
+        pytest.param(5, 15, "update", id="factor-5-at-the-bound"),
+        pytest.param(5, 16, "reload", id="factor-5-past-the-bound"),
     ],
 )
-def test_the_tie_in_a_plan(gone: int, action: str) -> None:
+def test_the_reload_cost_factor_in_a_plan(factor: int, gone: int, action: str) -> None:
     # 100 targets stay: a reload costs 1 clear + 2 PUTs = 3 requests; per target, one each.
-    plan = make_plan(Holding(arr(IDS[: 100 + gone])), arr(IDS[:100]), SyncConfig(), by_id=True)
+    rules = SyncConfig(reload_cost_factor=factor, max_removed_ratio=1)
+    plan = make_plan(Holding(arr(IDS[: 100 + gone])), arr(IDS[:100]), rules, by_id=True)
     assert plan.costs["reload"].requests == 3
     assert plan.costs["per_target"].requests == gone
     assert plan.action == action

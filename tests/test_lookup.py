@@ -70,10 +70,28 @@ def test_an_account_without_these_calls_is_told_apart(tmp_path: Path, respond) -
     assert sorted(store.load().keys.to_pylist()) == sorted(KEYS)  # nothing taken as removed
 
 
-def test_a_404_that_speaks_of_a_target_means_no_contact(tmp_path: Path) -> None:
-    result, server, store = remove_two(tmp_path, lambda r: Answer(404, b"target not found"))
+@pytest.mark.parametrize(
+    "words",
+    [
+        pytest.param(b"target not found", id="target-not-found"),
+        pytest.param(b'No route found for "GET /targets"', id="no-route-found"),
+    ],
+)
+def test_a_404_to_a_look_up_proves_nothing_whatever_its_words(tmp_path: Path, words) -> None:  # type: ignore[no-untyped-def]
+    """Only a list proves that no contact holds a value (P#7): a 404 may be a proxy's or
+    an older NP6's, and "No route found for GET /targets" speaks of targets too."""
+    result, server, store = remove_two(tmp_path, lambda r: Answer(404, words))
+    assert isinstance(result.error, LookupUnavailable) and "answered 404" in str(result.error)
+    assert result.targets_removed == 0 and result.lookups is not None
+    assert result.lookups.not_found == 0
+    assert [r.method for r in server.requests] == ["GET"]
+    assert sorted(store.load().keys.to_pylist()) == sorted(KEYS)  # nothing taken as removed
+
+
+def test_an_empty_list_proves_no_contact_holds_the_value(tmp_path: Path) -> None:
+    result, server, store = remove_two(tmp_path, lambda r: Answer(200, b"[]"))
     assert result.error is None and result.lookups is not None
-    assert result.lookups.not_found == 2
+    assert (result.lookups.not_found, result.targets_removed) == (2, 0)
     assert [r.method for r in server.requests] == ["GET", "GET"]
     assert sorted(store.load().keys.to_pylist()) == sorted(KEYS[2:])
 

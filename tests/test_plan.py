@@ -172,12 +172,16 @@ def test_an_id_already_known_saves_its_look_up() -> None:
     assert "6 look-up(s) of contact ids" in plan.reason
 
 
-def test_auto_removes_by_look_up_when_that_costs_no_more_than_a_reload() -> None:
-    # 100 keys, 2 leave: a reload is 1 + 2 requests, per target 2 * 2: a reload.
+def test_auto_removes_by_look_up_up_to_the_reload_cost_factor() -> None:
+    # 100 keys, 2 leave: a reload is 1 + 2 requests, per target 2 * 2: within 5 reloads.
     two = make_plan(holding(IDS[:100]), arr(IDS[2:100]), SyncConfig(), lookups=True)
-    assert two.action == "reload"
+    assert two.action == "update" and "sync.reload_cost_factor (5)" in two.reason
+    # A factor of 1 takes the cheaper way: a reload.
+    cheaper = SyncConfig(reload_cost_factor=1)
+    two = make_plan(holding(IDS[:100]), arr(IDS[2:100]), cheaper, lookups=True)
+    assert two.action == "reload" and "more than sync.reload_cost_factor (1)" in two.reason
     # 1 leaves: 2 requests against 3.
-    one = make_plan(holding(IDS[:100]), arr(IDS[1:100]), SyncConfig(), lookups=True)
+    one = make_plan(holding(IDS[:100]), arr(IDS[1:100]), cheaper, lookups=True)
     assert one.action == "update"
 
 

@@ -64,7 +64,9 @@ CASES = [
     ),
     pytest.param(
         Holding(arr(IDS[:102])), IDS[:100], {}, {"by_id": True},
-        "update", [], "2 target(s) leave one by one (2 requests instead of 3 for a reload)",
+        "update", [], "2 target(s) leave one by one (2 requests against 3 for a reload; within "
+        "sync.reload_cost_factor (5) times a reload's, which would leave the segment "
+        "incomplete for 2 requests)",
         id="update",
     ),
     pytest.param(
@@ -143,7 +145,7 @@ def test_a_chosen_way_is_kept_whatever_it_costs(
     costs = dict(RELOAD_3)
     if per_target is not None:
         costs["per_target"] = Cost(per_target, 0)
-    assert choose_strategy(wanted, costs) == strategy
+    assert choose_strategy(wanted, costs, 5) == strategy
 
 
 @pytest.mark.parametrize(

@@ -207,18 +207,24 @@ def test_a_segment_that_cannot_be_synced_stops_the_job_with_nothing_changed(  # 
     assert not (tmp_path / "state" / "list.parquet.journal").exists()
 
 
-def test_a_first_run_on_a_segment_np6_says_is_not_empty_points_to_state_import(  # type: ignore[no-untyped-def]
+def test_a_first_run_on_a_segment_np6_says_is_not_empty_stops_unless_forced(  # type: ignore[no-untyped-def]
     account, cli_main, tmp_path: Path
 ) -> None:
-    """Its PUTs of targets already there add nothing: not a sign of keys that match no
-    contact, so the check does not stop it."""
+    """A lost state looks the same as a segment filled by hand (P#8): adopting what it
+    holds is an explicit act (exit 3, nothing sent); --force goes ahead, and its PUTs of
+    targets already there add nothing, which is not a sign of keys that match no contact."""
     server = account()
     server.set_members(SEGMENT, ids_of(server, addresses(0, 900)))
     write_csv(tmp_path / "list.csv", emails(0, 1000))
-    code, out = cli_main("run", make_job(tmp_path), "--config", settings_file(tmp_path))
-    assert code == 0, out
+    config = settings_file(tmp_path)
+    code, out = cli_main("run", make_job(tmp_path), "--config", config)
+    assert code == 3, out
     assert "holds about 900 targets and np6-sync has no state for it" in out
-    assert "np6-sync state import" in out
+    assert "np6-sync state import" in out and "--full-refresh" in out
+    assert server.members(SEGMENT) == ids_of(server, addresses(0, 900))
+    code, out = cli_main("run", make_job(tmp_path), "--config", config, "--force")
+    assert code == 0, out
+    assert "--force adopts the segment as it is" in out
     assert server.members(SEGMENT) == ids_of(server, addresses(0, 1000))
 
 

@@ -163,7 +163,9 @@ def test_source_and_state_on_s3_first_load_rerun_additions_removals(
     tmp_path: Path, remote: Remote, cli: Any, emulator: Emulator
 ) -> None:
     config = settings_file(tmp_path)
-    job = remote_job(tmp_path, remote)
+    # reload_cost_factor 1: removals take the cheaper way, here a reload (P#9's default 5
+    # would remove the 5 one by one).
+    job = remote_job(tmp_path, remote, sync={"reload_cost_factor": 1})
     steps = [
         ((0, 300), "succeeded", 300),  # first load
         ((0, 300), "no_changes", 0),  # the same file: nothing sent

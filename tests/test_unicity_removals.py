@@ -75,8 +75,8 @@ def filled(tmp_path: Path, cli, emulator: Emulator, **sync: object) -> Path:
 
 
 def test_a_hundred_leave_with_two_requests_each_and_no_clear(tmp_path, emulator, cli) -> None:
-    # 200 requests cost more than a reload of 5,000 (99): auto would reload; per_target
-    # is asked for.
+    # 200 requests against 99 for a reload of 4,900: per_target is asked for (auto would
+    # take it too, within sync.reload_cost_factor).
     job = filled(tmp_path, cli, emulator, removals="per_target")
     write_csv(tmp_path / "list.csv", emails(100, 5000))
     result = cli("run", job, "--report-json", tmp_path / "r.json")
@@ -105,12 +105,18 @@ def test_auto_removes_one_by_one_when_that_costs_no_more(tmp_path, emulator, cli
     assert len(changes) == 20 and deletes(emulator, "/segments/") == []
     assert emulator.members(SEGMENT) == ids(10, 5000)
     assert "10 look-up(s) of contact ids" in report(tmp_path / "r.json")["reason"]
-    # 60 leaving: 120 requests one by one, 99 for a reload.
+    # 60 leaving: 120 requests one by one, 99 for a reload: within reload_cost_factor (5).
     write_csv(tmp_path / "list.csv", emails(70, 5000))
     emulator.reset_calls()
     assert cli("run", job).code == 0
-    assert len(deletes(emulator, "/segments/")) == 1 and deletes(emulator, "/targets/") == []
+    assert deletes(emulator, "/segments/") == [] and len(deletes(emulator, "/targets/")) == 60
     assert emulator.members(SEGMENT) == ids(70, 5000)
+    # 250 leaving: 500 requests, more than 5 times a reload's 95: a reload.
+    write_csv(tmp_path / "list.csv", emails(320, 5000))
+    emulator.reset_calls()
+    assert cli("run", job).code == 0
+    assert len(deletes(emulator, "/segments/")) == 1 and deletes(emulator, "/targets/") == []
+    assert emulator.members(SEGMENT) == ids(320, 5000)
 
 
 def test_the_plan_shows_its_look_ups(tmp_path, emulator, cli) -> None:
@@ -160,7 +166,7 @@ def test_a_key_without_contact_is_dropped_and_reported(tmp_path, emulator, cli) 
     result = cli("run", job, "--report-json", tmp_path / "r.json")
     assert result.code == 0, result.out
     got = report(tmp_path / "r.json")
-    assert got["lookups_not_found"] == 1 and got["targets_removed"] == 1
+    assert got["lookups_not_found"] == 1 and got["targets_removed"] == 0  # none was made
     assert "1 leaving key(s) name no NP6 contact" in result.out
     assert "nobody@example.org" not in result.out + result.err
     assert emulator.members(SEGMENT) == ids(0, 50)
@@ -206,8 +212,14 @@ def test_verify_compares_the_ids_the_state_knows(tmp_path, emulator, cli) -> Non
     write_csv(tmp_path / "list.csv", emails(0, 20))
     assert cli("run", job).code == 0
     result = cli("verify", job)
-    assert result.code == 0, result.out + result.err
+    # No id known: nothing checked, so not verified (P#9: it used to exit 0).
+    assert result.code == 1, result.out + result.err
     assert "20 key(s) whose contact id the state does not know" in result.out
+    assert "NOT VERIFIED: checked 0 of 20 keys (0%)" in result.out
+    set_known_ids(tmp_path, {f"user{n}@example.com": target_id(n) for n in range(20)})
+    result = cli("verify", job)
+    assert result.code == 0, result.out + result.err
+    assert "equal as far as known ids tell (checked 20 of 20 keys (100%))" in result.out
     set_known_ids(tmp_path, {"user0@example.com": target_id(0), "user1@example.com": "ZZZZZZZZ"})
     result = cli("verify", job)
     assert result.code == 1

@@ -3,7 +3,8 @@ NP6 or in the state: it reads the segment's description and looks keys up, never
 
 Exit 0: go ahead; 1: the key is refused or NP6 cannot be reached; 2: a bad job, or a
 segment that cannot be synced (unknown, dynamic); 3: too few sampled keys match a contact
-(the reload safeguard would refuse)."""
+(the reload safeguard would refuse), or the account matches unicity values whatever their
+case while the settings say it does not (unicity_folds_case)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sync.commands.common import config_path, connector, each_job
 from sync.config import Job, load_settings
 from sync.errors import EXIT_OK, EXIT_REFUSED, Np6SyncError, translated
 from sync.np6.client import NP6Client
-from sync.preflight import Sample, describe, look_up, sample_text
+from sync.preflight import Sample, describe, look_up, sample_keys, sample_text
 from sync.read.job import load_keys
 from sync.state.files import atomic_write
 from sync.state.store import store_for
@@ -65,8 +66,52 @@ def check_job(job: Job, client: NP6Client, sample_size: int) -> int:
             "check the key columns, separator, transforms and the account's contacts"
         )
         return EXIT_REFUSED
+    if _folds_case(name, client, keys, sample) is False:
+        return EXIT_REFUSED
     print(f"{name}: a run can go ahead")
     return EXIT_OK
+
+
+def _folds_case(name: str, client: NP6Client, keys: pa.Array, sample: Sample) -> bool:
+    """Whether the account matches unicity values whatever their case, asked with one
+    sampled key that matches a contact, looked up again with its case swapped; prints
+    what it found. False only when the settings assume otherwise than the account does
+    in the unsafe way (unicity_folds_case false, an account that folds case)."""
+    if sample.unavailable:
+        return True
+    unmatched = set(sample.unmatched)
+    for position, key in enumerate(sample_keys(keys, sample.looked), start=1):
+        if key in unmatched or key.swapcase() == key:
+            continue
+        ids = set(client.lookup(key, position))
+        folds = bool(ids) and bool(ids.intersection(client.lookup(key.swapcase(), position)))
+        break
+    else:
+        print(f"{name}: cannot tell whether the account folds case: no sampled key has letters")
+        return True
+    if not folds:
+        print(
+            f"{name}: the account matches unicity values exactly, case included (a key "
+            "looked up with its case swapped names no contact of it)"
+            + (
+                "; unicity_folds_case: false would spare a few look-ups"
+                if client.folds_case
+                else ""
+            )
+        )
+        return True
+    print(
+        f"{name}: the account matches unicity values whatever their case (a key looked up "
+        "with its case swapped names the same contact)"
+    )
+    if client.folds_case:
+        return True
+    print(
+        f"{name}: the settings say otherwise (unicity_folds_case: false): a run could take "
+        "out of the segment a contact that a kept key equal but for case still names; set "
+        "unicity_folds_case: true"
+    )
+    return False
 
 
 def _state_text(job: Job) -> str:

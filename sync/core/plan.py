@@ -15,6 +15,7 @@ from sync.config import SyncConfig
 from sync.core.fold import Folded, fold_array
 from sync.core.hashing import first_distinct, isin
 from sync.core.keys import KEY_TYPE, KeySet, concat
+from sync.core.twins import case_twins
 
 # append: PUT the new keys; update: PUT the new keys and remove the old ones one by one;
 # reload: clear the segment and PUT every key; none: nothing to send.
@@ -78,6 +79,9 @@ class Plan:
     pending_changed: bool = False  # the state must be saved even if nothing is sent
     lookups: int = 0  # unicity mode: keys of ``remove`` whose contact id must be looked up
     known_ids: pa.Table | None = None  # unicity mode: the ids of ``remove`` runs learned
+    # Unicity mode: leaving keys with the kept keys equal to them but for case (an account
+    # that folds case resolves both to one contact, which must stay).
+    twins: pa.Table | None = None
     # Every source key is to be sent, and ``send`` is still empty: a source folded against
     # the state in batches holds only its new keys, and a plan that is only shown never
     # needs the others. ``gathered`` fills ``send`` before anything is sent.
@@ -138,28 +142,35 @@ def make_plan(
         changed = len(holding.pending) > 0
         return plan(adds, added_keys, reason, pending_changed=changed)
 
-    def one_by_one(why: str) -> Plan:
-        reason = why + _one_by_one_reason(len(gone), to_look_up, costs)
-        changed = len(holding.pending) > 0
-        known = (
-            holding.ids.filter(pc.is_in(holding.ids["key"], value_set=gone)) if lookups else None
-        )
-        return plan("update", added_keys, reason, remove=gone, pending_changed=changed,
-                    lookups=to_look_up, known_ids=known)  # fmt: skip
+    factor = rules.reload_cost_factor
 
-    strategy = choose_strategy(rules.removals, costs)
+    def one_by_one(why: str, wanted: str) -> Plan:
+        reason = why + _one_by_one_reason(len(gone), to_look_up, costs, wanted, factor)
+        changed = len(holding.pending) > 0
+        known = twins = None
+        if lookups:
+            known = holding.ids.filter(pc.is_in(holding.ids["key"], value_set=gone))
+            kept = [source] if not isinstance(source, Folded) else [
+                folded.pick(folded.in_source), folded.added]  # fmt: skip
+            twins = case_twins(gone, kept)
+        looked = to_look_up + (len(pc.unique(twins["twin"])) if twins is not None else 0)
+        return plan("update", added_keys, reason, remove=gone, pending_changed=changed,
+                    lookups=looked, known_ids=known, twins=twins)  # fmt: skip
+
+    strategy = choose_strategy(rules.removals, costs, factor)
     if strategy == "per_target":
-        return one_by_one("")
+        return one_by_one("", rules.removals)
     if strategy == "defer":
         pending = _pending(holding.pending, gone, today or date.today())
         due = _deferral_due(pending, folded.held, rules, today or date.today())
-        if due and choose_strategy("auto", costs) == "per_target":
-            return one_by_one(f"{due}: ")  # due removals go the cheapest way
+        if due and choose_strategy("auto", costs, factor) == "per_target":
+            return one_by_one(f"{due}: ", "auto")  # due removals go the way auto would
         if due:
             return plan("reload", None, due, pending_changed=True)
         reason = f"{len(gone)} removal(s) deferred (sync.removals is defer)"
         return plan(adds, added_keys, reason, pending=pending, pending_changed=True)
-    return plan("reload", None, f"{len(gone)} target(s) must leave the segment")
+    reason = f"{len(gone)} target(s) must leave the segment"
+    return plan("reload", None, reason + _reload_reason(costs, rules.removals, factor))
 
 
 def _every_key(
@@ -203,11 +214,35 @@ def _applied_parts(parts: Iterator[pa.Array], plan: Plan) -> Iterator[pa.Array]:
     yield plan.send
 
 
-def _one_by_one_reason(gone: int, to_look_up: int, costs: dict[str, Cost]) -> str:
+def _one_by_one_reason(
+    gone: int, to_look_up: int, costs: dict[str, Cost], wanted: str, factor: float
+) -> str:
     looked = f", {to_look_up} look-up(s) of contact ids," if to_look_up else ""
+    reload = costs["reload"]
+    why = (
+        "sync.removals is per_target"
+        if wanted == "per_target"
+        else f"within sync.reload_cost_factor ({factor:g}) times a reload's, which would "
+        f"leave the segment incomplete for {reload.incomplete_requests} requests"
+    )
     return (
         f"{gone} target(s) leave one by one ({costs['per_target'].requests} "
-        f"requests{looked} instead of {costs['reload'].requests} for a reload)"
+        f"requests{looked} against {reload.requests} for a reload; {why})"
+    )
+
+
+def _reload_reason(costs: dict[str, Cost], wanted: str, factor: float) -> str:
+    """Why a reload when removals could also go one by one; nothing to add when they
+    cannot (no target ids, no look-ups)."""
+    reload, per_target = costs["reload"], costs.get("per_target")
+    if per_target is None:
+        return ""
+    if wanted == "reload":
+        return " (sync.removals is reload)"
+    return (
+        f": a reload ({reload.requests} requests, the segment incomplete for "
+        f"{reload.incomplete_requests} of them), as one by one would cost "
+        f"{per_target.requests}, more than sync.reload_cost_factor ({factor:g}) times as many"
     )
 
 
@@ -234,15 +269,17 @@ def _costs(
     return costs
 
 
-def choose_strategy(wanted: str, costs: dict[str, Cost]) -> Strategy:
-    """``auto`` takes the cheapest way the identification allows; per target wins ties,
-    because it never leaves the segment incomplete."""
+def choose_strategy(wanted: str, costs: dict[str, Cost], factor: float) -> Strategy:
+    """``auto`` removes one by one, which never leaves the segment incomplete, unless that
+    costs more than ``factor`` (sync.reload_cost_factor) times the requests of a reload,
+    during which a campaign sent would miss contacts; a reload is the only way without
+    ids (or look-ups)."""
     if wanted == "defer":
         return "defer"
     per_target = costs.get("per_target")
     if per_target is None or wanted == "reload":
         return "reload"
-    if wanted == "per_target" or per_target.requests <= costs["reload"].requests:
+    if wanted == "per_target" or per_target.requests <= factor * costs["reload"].requests:
         return "per_target"
     return "reload"
 

@@ -53,6 +53,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="an account without GET /targets?unicity= (it answers 404)",
     )
+    parser.add_argument(
+        "--case-sensitive",
+        action="store_true",
+        help="unicity values name contacts only with their exact case (default: any case)",
+    )
     parser.add_argument("--latency-ms", type=_non_negative, default=0.0, help="delay per answer")
     parser.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of requests given a fault (0..1)"
@@ -88,6 +93,7 @@ def run_cli(args: argparse.Namespace) -> int:
             contacts=contacts,
             require_unicity_media_type=args.require_unicity_media_type,
             lookup_route=not args.without_lookup,
+            fold_case=not args.case_sensitive,
             latency_s=args.latency_ms / 1000,
             fault_rate=args.fault_rate,
             fault_kinds=args.faults,

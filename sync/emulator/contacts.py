@@ -25,12 +25,15 @@ class Contacts:
 
     A value resolves to the contact whose id it is, else to the contact holding it as a
     unicity value; an id wins when a value is both. [I] A unicity value belongs to one
-    contact: that is what unicity means. [I]
+    contact: that is what unicity means. [I] Whether an account matches values whatever
+    their case is not documented (e-mail matching commonly folds case): ``fold_case``
+    says which this account does. [I]
     """
 
     def __init__(self, contacts: Mapping[str, Iterable[str]]) -> None:
         self._ids: dict[str, tuple[str, ...]] = {}
         self._by_unicity: dict[str, str] = {}
+        self._by_folded: dict[str, list[str]] = {}
         for target_id, values in contacts.items():
             if not TARGET_ID.fullmatch(target_id):
                 raise ContactsError(f"not a target id (8 digits or capitals): {target_id!r}")
@@ -39,15 +42,23 @@ class Contacts:
                 owner = self._by_unicity.setdefault(value, target_id)
                 if owner != target_id:
                     raise ContactsError(f"unicity value {value!r} of both {owner} and {target_id}")
+                owners = self._by_folded.setdefault(value.lower(), [])
+                if target_id not in owners:
+                    owners.append(target_id)
 
-    def resolve(self, value: str) -> str | None:
+    def resolve(self, value: str, fold_case: bool = False) -> str | None:
         """The id of the contact a value names, or None when it names none."""
         if value in self._ids:
             return value
-        return self._by_unicity.get(value)
+        owner = self._by_unicity.get(value)
+        if owner is None and fold_case:
+            owner = next(iter(self._by_folded.get(value.lower(), ())), None)
+        return owner
 
-    def by_unicity(self, value: str) -> list[str]:
+    def by_unicity(self, value: str, fold_case: bool = False) -> list[str]:
         """``GET /targets?unicity=``: the ids of the contacts holding this value."""
+        if fold_case:
+            return list(self._by_folded.get(value.lower(), ()))
         owner = self._by_unicity.get(value)
         return [] if owner is None else [owner]
 

@@ -50,7 +50,10 @@ class Emulator:
     account's contacts (``make_contacts``, ``load_contacts``, or ``{id: [unicity, ...]}``);
     None: every value names a contact whose id is the value itself. ``lookup_route``:
     False for an account without ``GET /targets?unicity=`` (it answers 404, as a route
-    NP6 does not have).
+    NP6 does not have); ``no_route_body``: the words of that 404 (a proxy's, or an older
+    NP6's "No route found for GET /targets", which speak of targets). ``fold_case``:
+    whether unicity values name contacts whatever their case (True, as e-mail matching
+    commonly does; False for an account that matches them exactly).
     """
 
     def __init__(
@@ -64,6 +67,8 @@ class Emulator:
         contacts: Contacts | Mapping[str, Iterable[str]] | None = None,
         require_unicity_media_type: bool = False,
         lookup_route: bool = True,
+        no_route_body: bytes = b"",
+        fold_case: bool = True,
         latency_s: float = 0.0,
         fault_rate: float = 0.0,
         fault_kinds: Sequence[str] = ALL_FAULTS,
@@ -83,13 +88,14 @@ class Emulator:
         if contacts is not None and not isinstance(contacts, Contacts):
             contacts = Contacts(contacts)
         self.faults = Faults(fault_rate, fault_kinds, seed)
-        self.world = World(segments, dynamic=dynamic, contacts=contacts)
+        self.world = World(segments, dynamic=dynamic, contacts=contacts, fold_case=fold_case)
         self.api_key = api_key
         self.host = host
         self.latency_s = latency_s
         self.retry_after_s = retry_after_s
         self.require_unicity_media_type = require_unicity_media_type
         self.lookup_route = lookup_route
+        self.no_route_body = no_route_body
         self.echo_headers_on_error = echo_headers_on_error
         self.clock = clock
         self._windows = [
@@ -224,6 +230,7 @@ class Emulator:
                     request,
                     require_unicity_media_type=self.require_unicity_media_type,
                     lookup_route=self.lookup_route,
+                    no_route_body=self.no_route_body,
                 )
                 if fault == "lost":
                     answer = Answer(None)

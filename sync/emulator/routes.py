@@ -83,11 +83,13 @@ def serve(
     *,
     require_unicity_media_type: bool = False,
     lookup_route: bool = True,
+    no_route_body: bytes = b"",
 ) -> Answer:
-    """The answer to an authenticated request."""
+    """The answer to an authenticated request; ``no_route_body``: the words of the 404
+    for a route the account does not have."""
     where = route(request.path)
     if where is None or (where.resource == "lookup" and not lookup_route):
-        return Answer(404)
+        return Answer(404, no_route_body)
     allowed = _ALLOWED[where.resource]
     if request.method not in allowed:
         return Answer(405, headers={"Allow": ", ".join(allowed)})

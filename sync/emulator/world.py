@@ -44,7 +44,9 @@ class _Segment:
 class World:
     """Segments and contacts. ``segments=None``: any positive id names an existing, empty,
     static segment (the emulator's permissive default). ``contacts=None``: every value
-    names a contact whose id is the value itself, so what is sent is what is listed."""
+    names a contact whose id is the value itself, so what is sent is what is listed.
+    ``fold_case``: unicity values name contacts whatever their case (an account that
+    matches e-mails case-insensitively). [I]"""
 
     def __init__(
         self,
@@ -52,8 +54,10 @@ class World:
         *,
         dynamic: Iterable[int] = (),
         contacts: Contacts | None = None,
+        fold_case: bool = True,
     ) -> None:
         self.contacts = contacts
+        self.fold_case = fold_case
         self._lock = threading.Lock()
         self._dynamic = {int(s) for s in dynamic}
         names = segments if isinstance(segments, Mapping) else {}
@@ -120,7 +124,7 @@ class World:
         """GET /targets?unicity=: ids of the contacts with this value. [S call, I shape]"""
         if self.contacts is None:
             return [unicity]
-        return self.contacts.by_unicity(unicity)
+        return self.contacts.by_unicity(unicity, self.fold_case)
 
     def is_unicity_value(self, value: str) -> bool:
         """Whether a PUT value is a unicity value rather than an id: not a contact's id;
@@ -153,7 +157,7 @@ class World:
     # --- with the lock held ---------------------------------------------------------------
 
     def _resolve(self, value: str) -> str | None:
-        return value if self.contacts is None else self.contacts.resolve(value)
+        return value if self.contacts is None else self.contacts.resolve(value, self.fold_case)
 
     def _create(self, segment_id: int, name: str | None = None) -> _Segment:
         segment = _Segment(

@@ -120,6 +120,7 @@ class NP6Client:
         self.max_retry_after = settings.retry.max_retry_after
         self.max_quota_wait = settings.retry.max_wait
         self.unicity_media_type = settings.unicity_media_type
+        self.folds_case = settings.unicity_folds_case
         self._api_key = api_key
         self._policy = policy
         self.limiter = limiter
