@@ -146,7 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check jobs and their sources; no network")
     validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
     _segment_argument(validate)
-    validate.add_argument("--samples", type=int, default=3, help="sample keys to show per job")
+    validate.add_argument(
+        "--samples",
+        type=_sample_size,
+        default=0,
+        metavar="N",
+        help="show N keys of each job (0, the default: none, as keys are personal data)",
+    )
     validate.set_defaults(func=_lazy("validate:validate"))
 
     emulator = commands.add_parser(
