@@ -310,7 +310,6 @@ def _broken_pipe() -> int:
     return write
 
 
-@pytest.mark.xfail(strict=True, reason="P#11")
 @pytest.mark.parametrize("stdout", ["full", "closed-pipe"])
 def test_an_unwritable_stdout_leaves_the_outcome_as_it_is(
     tmp_path: Path, env: dict[str, str], start_emulator, stdout: str
@@ -331,7 +330,6 @@ def test_an_unwritable_stdout_leaves_the_outcome_as_it_is(
     assert len(said) == 1 and "np6-sync: " in said[0], err
 
 
-@pytest.mark.xfail(strict=True, reason="P#11")
 def test_sigterm_stops_parallel_jobs_while_stderr_is_broken(
     tmp_path: Path, env: dict[str, str], start_emulator
 ) -> None:
