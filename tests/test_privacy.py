@@ -202,6 +202,13 @@ BAD_SOURCES = [
         id="csv-parse-error",
     ),
     pytest.param(
+        "\n".join(VALUES[:4]) + "\n",
+        {},
+        "the first line holds e-mail addresses",
+        id="no-header-line",
+        marks=pytest.mark.xfail(strict=True, reason="P#10"),
+    ),
+    pytest.param(
         "email,points\n"
         + "\n".join(f"{v},{n}" for n, v in enumerate(VALUES[:3]))
         # a value in the wrong column: the CAST fails on it
