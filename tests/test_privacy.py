@@ -206,7 +206,6 @@ BAD_SOURCES = [
         {},
         "the first line holds e-mail addresses",
         id="no-header-line",
-        marks=pytest.mark.xfail(strict=True, reason="P#10"),
     ),
     pytest.param(
         "email,points\n"
