@@ -8,7 +8,9 @@
 Problems found before anything is sent (the job, the settings, the key, the source)
 raise the errors of ``sync.errors``, each with the ``exit_code`` the command line would
 exit with; a job that ran returns its report, failed or refused included. Nothing here
-installs a logging handler or a signal handler: the caller's stay as they are.
+installs a logging handler or a signal handler: the caller's stay as they are. While a run
+lasts, np6-sync's loggers and urllib3's carry a filter that redacts the API key and a
+looked-up value from their records, whatever handler the caller has.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from sync.config import Settings, format_validation_error, load_settings, read_yaml
+from sync.console.logs import redacting_loggers
 from sync.errors import ConfigError, Np6SyncError, UsageError
 from sync.report.model import JobReport, RunReport
 
@@ -34,6 +37,7 @@ __all__ = ["JobReport", "Np6SyncError", "RunReport", "plan", "run"]
 JobSpec = str | os.PathLike[str] | Mapping[str, Any]
 
 
+@redacting_loggers()
 def run(
     job: JobSpec,
     source: Any = None,

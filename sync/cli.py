@@ -30,16 +30,20 @@ def entry() -> None:
     Once a command has returned, its work is saved and fsynced and its files are closed;
     what is left is freeing polars', pyarrow's and numpy's modules and memory, 0.15 to 0.2 s
     on a 2-core machine, a tenth of an unchanged 1M-row run. Only the output is flushed.
+    An output that fails then (a full disk, a closed pipe) is said on stderr, best effort,
+    and the exit code stays the command's: a sync that worked is not made a failure.
     """
+    from sync.console.output import output_failed
+
     code = main()
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
         if stream is None:  # started with that descriptor closed: nothing was written
             continue
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: what it missed is lost either way
-            code = code or EXIT_FAILED
+        except (OSError, ValueError) as error:  # what it missed is lost either way
+            output_failed(name, error)
     os._exit(code)
 
 
@@ -63,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
-        print("np6-sync: interrupted", file=sys.stderr)
+        from sync.console.output import say
+
+        say("np6-sync: interrupted")
         return 130
     except Exception as failure:  # the error tree, or a foreign one: one line, no traceback
         error = as_error(failure, "finish the command")
@@ -146,7 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check jobs and their sources; no network")
     validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
     _segment_argument(validate)
-    validate.add_argument("--samples", type=int, default=3, help="sample keys to show per job")
+    validate.add_argument(
+        "--samples",
+        type=_sample_size,
+        default=0,
+        metavar="N",
+        help="show N keys of each job (0, the default: none, as keys are personal data)",
+    )
     validate.set_defaults(func=_lazy("validate:validate"))
 
     emulator = commands.add_parser(

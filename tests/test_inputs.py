@@ -641,7 +641,7 @@ def test_validate_counts_a_good_source(
     write_csv(tmp_path / "list.csv", rows, header=["id", "name"])
     job = make_job(tmp_path, targets={"columns": ["id"]})
 
-    result = cli("validate", job)
+    result = cli("validate", job, "--samples", "3")
 
     assert result.code == 0, result.err
     assert f"{job}: job list -> segment {SEGMENT}" in result.out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from sync.console.output import say
 from sync.errors import Np6SyncError, UsageError, as_error
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def each_job(
 
 
 def report_failure(path: str, error: Np6SyncError) -> None:
-    print(f"np6-sync: {error}", file=sys.stderr)
+    say(f"np6-sync: {error}")
     if error.__cause__ is not None:
         log.debug("the cause, for a report", exc_info=error.__cause__)
 
@@ -151,12 +151,11 @@ class StopOnSignals:
         return self.event
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        print(
+        self.event.set()  # first: a broken stderr must not keep the jobs sending
+        say(
             f"np6-sync: {signal.Signals(signum).name} received: stopping (once sending has "
-            "begun, after the chunks in flight, whose state is saved)",
-            file=sys.stderr,
+            "begun, after the chunks in flight, whose state is saved)"
         )
-        self.event.set()
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():

@@ -83,7 +83,7 @@ def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], 
     )
     write_new(output, text, force=args.force)
     print(f"{output}: job {name} -> segment {args.segment}; key: {key.why}")
-    return validate(argparse.Namespace(jobs=[str(output)], samples=3))
+    return validate(argparse.Namespace(jobs=[str(output)], samples=0))
 
 
 @dataclass(frozen=True)

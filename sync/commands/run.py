@@ -13,6 +13,7 @@ from collections.abc import Callable
 from sync.commands.common import StopOnSignals, config_path, connector, load_jobs, report_failure
 from sync.config import Job, load_settings
 from sync.console.logs import is_terminal, resolve_format
+from sync.console.output import show
 from sync.console.progress import Board, Progress, make_progress
 from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
 from sync.job.runs import Request, run_entries
@@ -68,7 +69,7 @@ def plan(args: argparse.Namespace) -> int:
 def _write_reports(report: RunReport, args: argparse.Namespace, jobs: dict[str, Job]) -> int:
     from sync.commands.metrics import publish_metrics
 
-    print(render_table(report))
+    show(render_table(report))  # a stdout that fails does not fail the run
     publish_metrics(args, report.jobs, jobs)
     code = report.exit_code
     if args.report_json:

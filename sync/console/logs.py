@@ -7,7 +7,9 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -227,3 +229,48 @@ def add_secret(secret: str) -> None:
             for f in handler.filters:
                 if isinstance(f, RedactFilter):
                     f.add(secret)
+    with _lock:
+        for active in _on_loggers:
+            active.add(secret)
+
+
+# Every logger np6-sync's records come from, and urllib3's (it logs each URL at DEBUG, a
+# look-up's value in it): a logger's filter sees the records of that logger only.
+OWN_LOGGERS = (
+    "np6sync",
+    "np6sync.history",
+    "np6sync.metrics",
+    "np6sync.np6",
+    "np6sync.preflight",
+    "np6sync.progress",
+    "np6sync.remote",
+    "np6sync.run",
+)
+_LIBRARY_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.response")
+_lock = threading.Lock()
+_on_loggers: list[RedactFilter] = []
+
+
+@contextmanager
+def redacting_loggers() -> Iterator[None]:
+    """For the Python API, which installs no handler: while it runs, a ``RedactFilter``
+    on np6-sync's loggers and urllib3's, so that whatever handler the host has gets their
+    records redacted (the API key, added by ``add_secret``; a looked-up value in a URL)."""
+    names = {
+        *OWN_LOGGERS,
+        *_LIBRARY_LOGGERS,
+        *(n for n in logging.root.manager.loggerDict if n.startswith(("np6sync.", "urllib3."))),
+    }
+    loggers = [logging.getLogger(name) for name in sorted(names)]
+    redact = RedactFilter()
+    with _lock:
+        _on_loggers.append(redact)
+    for logger in loggers:
+        logger.addFilter(redact)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redact)
+        with _lock:
+            _on_loggers.remove(redact)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 from sync.emulator.contacts import Contacts
 from sync.emulator.limits import ALL_FAULTS, Faults, Window
@@ -54,6 +56,9 @@ class Emulator:
     NP6's "No route found for GET /targets", which speak of targets). ``fold_case``:
     whether unicity values name contacts whatever their case (True, as e-mail matching
     commonly does; False for an account that matches them exactly).
+    ``echo_request_on_error``: every error answer quotes the request
+    (its path as sent and with lower-case percent escapes, its body as sent and
+    JSON-escaped), as some servers do: to prove that no such echo reaches an output.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Emulator:
         quota_window_s: float = 60.0,
         quota_reset_epoch: bool = False,
         echo_headers_on_error: bool = False,
+        echo_request_on_error: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if latency_s < 0 or retry_after_s < 0:
@@ -97,6 +103,7 @@ class Emulator:
         self.lookup_route = lookup_route
         self.no_route_body = no_route_body
         self.echo_headers_on_error = echo_headers_on_error
+        self.echo_request_on_error = echo_request_on_error
         self.clock = clock
         self._windows = [
             Window(limit, seconds, epoch=epoch, clock=clock)
@@ -205,10 +212,11 @@ class Emulator:
         with self._lock:
             self._calls.clear()
 
-    def inject(self, *faults: str) -> None:
+    def inject(self, *faults: str, call: str | None = None) -> None:
         """The next ``len(faults)`` authenticated requests get these faults, in order
-        (``"none"``: that request is served as usual)."""
-        self.faults.inject(faults)
+        (``"none"``: that request is served as usual); with ``call`` (a prefix of method
+        and path, ``"GET /targets?"``), the next requests of that call only."""
+        self.faults.inject(faults, call)
 
     # --- answering ---------------------------------------------------------------------
 
@@ -224,7 +232,7 @@ class Emulator:
             if limited:
                 answer = Answer(429)  # no Retry-After is documented [S]
             else:
-                fault = self.faults.draw()
+                fault = self.faults.draw(f"{request.method} {request.path}")
                 answer = self._fault_answer(fault) or serve(
                     self.world,
                     request,
@@ -238,6 +246,8 @@ class Emulator:
         if self.echo_headers_on_error and answer.status is not None and answer.status >= 400:
             body = {"status": answer.status, "request_headers": dict(request.headers)}
             answer.body, answer.content_type = json.dumps(body).encode(), JSON
+        if self.echo_request_on_error and answer.status is not None and answer.status >= 400:
+            answer.body, answer.content_type = _echo(request, answer.body), "text/plain"
         segment_id = where.segment_id if where else None
         accept = request.headers.get("accept")
         call = Call(
@@ -265,3 +275,12 @@ class Emulator:
         if fault in _FAULT_ANSWERS:
             return Answer(*_FAULT_ANSWERS[fault])
         return None
+
+
+def _echo(request: Request, said: bytes) -> bytes:
+    """An error body quoting the request in the forms servers echo it in."""
+    lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), request.path)
+    body = (request.body or b"").decode("utf-8", "replace")
+    quoted = json.dumps({"path": request.path, "body": body})  # non-ASCII escaped
+    text = f"{said.decode('utf-8', 'replace').strip()} for {request.method} {request.path}"
+    return f"{text} ({lower}, {unquote(request.path)}): {body} {quoted}\n".encode()

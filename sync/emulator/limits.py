@@ -20,7 +20,9 @@ def check_faults(faults: Iterable[str]) -> None:
 
 
 class Faults:
-    """Injected faults first, in order; then random ones at ``rate`` (seeded)."""
+    """Injected faults first, in order; then random ones at ``rate`` (seeded). Faults
+    injected for a call (``"GET /targets?"``: a prefix of the method and path) go to the
+    next requests of that call only, before those injected for any."""
 
     def __init__(self, rate: float, kinds: Sequence[str], seed: int) -> None:
         check_faults(kinds)
@@ -31,16 +33,24 @@ class Faults:
         self.rate = rate
         self.kinds = tuple(kinds)
         self._injected: deque[str] = deque()
+        self._for_call: dict[str, deque[str]] = {}
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
-    def inject(self, faults: Sequence[str]) -> None:
+    def inject(self, faults: Sequence[str], call: str | None = None) -> None:
         check_faults(f for f in faults if f != NO_FAULT)
         with self._lock:
-            self._injected.extend(faults)
+            if call is None:
+                self._injected.extend(faults)
+            else:
+                self._for_call.setdefault(call, deque()).extend(faults)
 
-    def draw(self) -> str | None:
+    def draw(self, call: str = "") -> str | None:
         with self._lock:
+            for prefix, queue in self._for_call.items():
+                if queue and call.startswith(prefix):
+                    fault = queue.popleft()
+                    return None if fault == NO_FAULT else fault
             if self._injected:
                 fault = self._injected.popleft()
                 return None if fault == NO_FAULT else fault

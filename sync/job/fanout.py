@@ -221,9 +221,8 @@ class SharedSource:
             outside = pc.and_(outside, kept)
         self.unmapped = pc.sum(outside.cast(pa.int64())).as_py() or 0
         if self.unmapped and by.unmapped == "refuse":
-            first = pc.filter(values, outside)[0].as_py()
+            # The value itself is not named: it is the list's data, and may be personal.
             raise RefusedError(
                 f"{source.path}: {self.unmapped:,} row(s) hold a {by.column} value that "
-                f"segment_by.segments does not map (the first: {first!r}); map it, or set "
-                "segment_by.unmapped: ignore"
+                "segment_by.segments does not map; map it, or set segment_by.unmapped: ignore"
             )

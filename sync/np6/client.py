@@ -29,7 +29,7 @@ from sync.np6.answers import (
     parse_segment,
     quoted,
 )
-from sync.np6.key import redact
+from sync.np6.key import redact, without_values
 from sync.np6.retry import classify, parse_retry_after, retry_policy
 from sync.np6.throttle import AdaptiveConcurrency, RateLimiter
 
@@ -100,7 +100,8 @@ class NP6Client:
     It never follows a redirect: the key would go with the request to whatever host the
     answer names (requests drops only ``Authorization`` on the way). A 3xx is fatal, and
     the client sends nothing more afterwards. Error text is redacted here, in every form
-    of the key, before it is shortened: this is the primary guard (see sync/np6/key.py).
+    of the key and of the list's values the call carried, before it is shortened: this is
+    the primary guard (see sync/np6/key.py).
     """
 
     def __init__(
@@ -136,8 +137,11 @@ class NP6Client:
         as one (UnexpectedAnswerError otherwise: nothing is taken as accepted)."""
         headers = {"Accept": self.unicity_media_type} if unicity and self.unicity_media_type else {}
         path = f"/segments/{segment_id}/targets"
-        answer = self._call("PUT", path, list(targets), headers)
-        return self._read(answer, f"PUT {path}", lambda body: parse_count(body, len(targets)))
+        answer = self._call("PUT", path, list(targets), headers, values=targets)
+        count = self._read(
+            answer, f"PUT {path}", lambda body: parse_count(body, len(targets)), targets
+        )
+        return count
 
     def remove_target(self, segment_id: int, target_id: str) -> bool:
         """Take one target out of a segment; False on a 404, which NP6 answers both for a
@@ -178,13 +182,20 @@ class NP6Client:
         else:
             digest = hashlib.sha256(unicity_value.encode()).hexdigest()[:8]
             label = f"GET /targets?unicity=(value sha256:{digest})"
-        return self._read(self._call("GET", path, label=label), label, parse_ids)
+        answer = self._call("GET", path, label=label, values=[unicity_value])
+        return self._read(answer, label, parse_ids, [unicity_value])
 
-    def _read(self, answer: requests.Response, call: str, parse: Callable[[bytes], T]) -> T:
+    def _read(
+        self,
+        answer: requests.Response,
+        call: str,
+        parse: Callable[[bytes], T],
+        values: Sequence[str] = (),
+    ) -> T:
         try:
             return parse(answer.content)
         except AnswerShapeError as problem:
-            text = redact(_text(answer), self._api_key)
+            text = without_values(redact(_text(answer), self._api_key), values)
             request_id = answer.headers.get("x-request-id")
             detail = f"the answer is {problem}: {quoted(text)}"
             raise UnexpectedAnswerError(call, answer.status_code, request_id, detail) from None
@@ -196,7 +207,10 @@ class NP6Client:
         body: Any = None,
         headers: dict[str, str] | None = None,
         label: str | None = None,
+        values: Sequence[str] = (),
     ) -> requests.Response:
+        """One call, retried; ``values``: the list's keys it carries (personal data), which
+        no error text may show, whatever form an answer echoes them in."""
         if self._redirected is not None:
             raise self._redirected  # sent nothing: counted nothing
         self.stats.count_call(method)
@@ -205,11 +219,17 @@ class NP6Client:
         call = label or f"{method} {path}"
         for attempt in self._policy():
             with attempt:
-                return self._once(method, path, call, data, headers)
+                return self._once(method, path, call, data, headers, values)
         raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
 
     def _once(
-        self, method: str, path: str, call: str, data: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        call: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        values: Sequence[str],
     ) -> requests.Response:
         if self.limiter is not None:
             waited = self.limiter.acquire()
@@ -247,7 +267,7 @@ class NP6Client:
         if verdict == "ok":
             self.gate.succeeded()
             return answer
-        detail = self._detail(answer)
+        detail = self._detail(answer, values)
         retry_after = parse_retry_after(answer.headers.get("Retry-After"), self.max_retry_after)
         answer.close()
         error = RetriableApiError if verdict == "retry" else FatalApiError
@@ -279,10 +299,11 @@ class NP6Client:
             "check base_url"
         )
 
-    def _detail(self, answer: requests.Response) -> str:
+    def _detail(self, answer: requests.Response, values: Sequence[str]) -> str:
         hint = _HINTS.get(answer.status_code, "")
         # Redacted before shortening: a key straddling the cut would leak its first part.
-        body = redact(_text(answer), self._api_key).strip().replace("\n", " ")[:200]
+        body = without_values(redact(_text(answer), self._api_key), values)
+        body = body.strip().replace("\n", " ")[:200]
         return "; ".join(part for part in (hint, body) if part)
 
 

@@ -10,6 +10,10 @@ Where the key may appear, and which layer keeps it out:
   error text it produced.
 - The log handler's ``RedactFilter`` redacts the same forms again: a second guard, for
   records of other libraries (urllib3 at ``-vv``) and for anything the first one missed.
+
+A list's values (the keys a PUT or a look-up carries) are personal data: the client
+takes them out of an answer's body the same way (``without_values``, case-insensitive),
+so neither a retry's warning nor an error's message shows one, whatever NP6 echoes.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from urllib.parse import quote, quote_plus
 
 from sync.errors import UsageError
 
 REDACTED = "[redacted]"
+VALUE = "(a value)"  # what a message shows for a list's value an answer echoed
 
 
 def check_api_key(raw: str, variable: str) -> str:
@@ -68,4 +74,26 @@ def redact(text: str, secret: str) -> str:
     """``text`` with every form of ``secret`` replaced; call it before any shortening."""
     for form in secret_forms(secret):
         text = text.replace(form, REDACTED)
+    return text
+
+
+# An answer's body is read this far for a message: the message keeps 200 characters.
+_BODY_READ = 1 << 16
+
+
+def without_values(text: str, values: Sequence[str]) -> str:
+    """``text`` (an answer's body) with every form of each of ``values`` (a list's keys a
+    request carried: personal data) replaced, as a whole word whatever its case, before
+    any shortening.
+
+    Only the head of a long body is kept: a value cut at its end is dropped with it."""
+    cut = len(text) > _BODY_READ
+    text = text[:_BODY_READ]
+    forms = {f for value in values for f in secret_forms(value)}
+    if forms:
+        # Whole words only: a short value ("a", "7") must not cut other words apart.
+        either = "|".join(map(re.escape, sorted(forms, key=len, reverse=True)))
+        text = re.sub(rf"(?<!\w)(?:{either})(?!\w)", VALUE, text, flags=re.IGNORECASE)
+    if cut:
+        text = text[: -max(map(len, forms), default=0) or None]
     return text

@@ -42,6 +42,7 @@ _BOMS |= {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 _CHUNK = 1 << 16
 _ESCAPED = re.compile("[\udc80-\udcff]")
 _ROW = re.compile(r"Row #(\d+)")
+_ROW_TEXT = re.compile(r"(columns?, got \d+): .*", re.DOTALL)
 # pyarrow parses a block at a time and reads rows up to about twice its block size: the
 # default block first (1 MB), larger ones only for a file whose rows need them.
 _BLOCK_SIZES = (1 << 20, 1 << 24, 1 << 26)
@@ -202,7 +203,9 @@ def _read_naming_rows(
 
 def _spreadsheet_rows(message: str, header: CsvHeader) -> str:
     # pyarrow counts records from the header, blank lines before it left out.
-    return _ROW.sub(lambda m: f"Row #{int(m[1]) + header.first_row - 2}", message, count=1)
+    message = _ROW.sub(lambda m: f"Row #{int(m[1]) + header.first_row - 2}", message, count=1)
+    # pyarrow quotes the row after the count of its fields: a list's personal data.
+    return _ROW_TEXT.sub(r"\1 (the row's text is not shown)", message, count=1)
 
 
 @contextmanager

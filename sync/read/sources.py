@@ -138,10 +138,12 @@ def check_columns(
             problems.append(_missing(column, names))
     if not problems:
         return
-    shown = ", ".join(repr(n) for n in names[:_MAX_NAMES_SHOWN])
+    shown = ", ".join(_name(n) for n in names[:_MAX_NAMES_SHOWN])
     if len(names) > _MAX_NAMES_SHOWN:
         shown += f", ... ({len(names) - _MAX_NAMES_SHOWN} more)"
     hint = _header_hint(names, delimiter)
+    if any("@" in n for n in names):
+        hint += "; the first line holds e-mail addresses: has the file a header line?"
     raise SourceError(f"{path}: {'; '.join(problems)} (the file's columns: {shown}){hint}")
 
 
@@ -157,12 +159,18 @@ def _missing(column: str, names: list[str]) -> str:
             f"column {column!r} not found; the file has {same[0]!r} "
             "which differs only by case/spaces"
         )
-    close = difflib.get_close_matches(column, names, n=_CLOSEST, cutoff=0.6)
+    headers = [n for n in names if "@" not in n]  # not a first row of e-mail addresses
+    close = difflib.get_close_matches(column, headers, n=_CLOSEST, cutoff=0.6)
     if len(close) > 1:
         return f"column {column!r} not found; the closest are {', '.join(map(repr, close))}"
     if close:
         return f"column {column!r} not found; the closest is {close[0]!r}"
     return f"column {column!r} not found"
+
+
+def _name(name: str) -> str:
+    # A file without a header line: its first row, personal data, is not to be shown.
+    return "(an e-mail address)" if "@" in name else repr(name)
 
 
 def _header_hint(names: list[str], delimiter: str | None) -> str:

@@ -15,11 +15,15 @@ a job is never answered from its seal).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
 from sync.errors import SourceError
+
+_VALUES = re.compile(r"(values?): \[.*?\](?= This error| You might|$)")
+_VALUES_TO_END = re.compile(r"(values?): \[.*")
 
 if TYPE_CHECKING:
     import polars as pl
@@ -143,8 +147,16 @@ def keep_mask(condition: str, table: pa.Table, path: str) -> pa.Array:
         kept = frame.select(parse(condition).alias("keep")).to_series().to_arrow()
     except pl.exceptions.PolarsError as exc:
         # A CAST of a value that is no number, for instance: the data, not the job.
-        raise SourceError(f"{path}: source.where {condition!r}: {_one_line(exc)}") from None
+        said = _without_values(_one_line(exc))
+        raise SourceError(f"{path}: source.where {condition!r}: {said}") from None
     return kept.fill_null(False).cast(pa.bool_())
+
+
+def _without_values(text: str) -> str:
+    """polars' message without the values it quotes (``for 1 out of 4 values: ["..."]``):
+    a list's personal data. What follows them (the expression) stays when it is found."""
+    text = _VALUES.sub(r"\1 (not shown)", text)
+    return _VALUES_TO_END.sub(r"\1 (not shown)", text)
 
 
 def _one_line(exc: BaseException) -> str:
