@@ -25,7 +25,7 @@ import yaml
 
 from sync.cli import _parser, main
 from sync.config import Job, Settings
-from sync.fanout import jobs_from
+from sync.job.fanout import jobs_from
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -22,8 +22,8 @@ import pytest
 
 from conftest import SEGMENT, make_job
 from corpus import compress
-from sync import folding
 from sync.emulator import Emulator
+from sync.job import route
 from sync.read import batches
 
 GOOD = [f"user{n}@example.com" for n in range(500)]
@@ -35,7 +35,7 @@ FOLDS = [pytest.param(False, id="whole"), pytest.param(True, id="folded")]
 @pytest.fixture
 def fold(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
     def choose(folded: bool) -> None:
-        monkeypatch.setattr(folding, "FOLD_BYTES", 0 if folded else 1 << 40)
+        monkeypatch.setattr(route, "FOLD_BYTES", 0 if folded else 1 << 40)
         monkeypatch.setattr(batches, "BATCH_ROWS", 64)
 
     return choose

@@ -139,6 +139,9 @@ def make_plan(
     adds: Action = "append" if len(added_keys) else "none"
     if len(gone) == 0 or rules.mode == "append":
         reason = "only additions" if len(added_keys) else "the segment already holds every key"
+        if not count:  # no keys at all: "holds every key" would read as a success
+            reason = "the source has no keys, and the state holds none: nothing to send"
+
         changed = len(holding.pending) > 0
         return plan(adds, added_keys, reason, pending_changed=changed)
 
