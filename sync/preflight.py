@@ -192,10 +192,16 @@ def preflight(
     # A state set aside by --full-refresh is no state: it is not read again.
     had_state = holding.known and (store.has_journal() or store.info() is not None)
     if not had_state and not plan.clears and size:
-        lost = _lost_state(job, size)
-        if not force:
-            raise RefusedError(lost + "; nothing was sent")
-        result.notice(lost + "; --force adopts the segment as it is")
+        if job.sync.mode == "append":  # never removes: it claims no equality to lose
+            result.notice(
+                f"NP6 says segment {job.segment_id} holds about {size:,} targets and np6-sync "
+                "has no state for it: those already there add nothing when sent (not a sign "
+                "of keys that match no contact)"
+            )
+        elif not force:
+            raise RefusedError(_lost_state(job, size) + "; nothing was sent")
+        else:
+            result.notice(_lost_state(job, size) + "; --force adopts the segment as it is")
     rules, unicity = job.sync, job.targets.identify_by == "unicity"
     if plan.clears and unicity and rules.lookup_sample and rules.lookups and not force:
         sample = look_up(client, plan.send, rules.lookup_sample)
