@@ -101,7 +101,13 @@ def _lookup_notes(job: JobReport) -> list[str]:
             f"{job.lookups_several:,} leaving key(s) name several NP6 contacts: each was "
             "removed from the segment"
         )
+    if job.lookups_kept_by_twin:
+        lines.append(
+            f"{job.lookups_kept_by_twin:,} leaving key(s) name a contact a kept key still "
+            "names (the same value but for case): it stays in the segment"
+        )
     return lines
+
 
 
 def _costs(job: JobReport) -> str:

@@ -61,6 +61,9 @@ class JobReport:
     lookups: int = 0
     lookups_not_found: int = 0
     lookups_several: int = 0
+    # Leaving keys whose contact a kept key still names (case twins): not removed.
+    lookups_kept_by_twin: int = 0
+
     lookup_fallback: str | None = None
     # The way the source was read (sync.job.route): sealed, printed, folded, whole or
     # shared, and why, in words.
