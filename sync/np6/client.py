@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -138,10 +139,8 @@ class NP6Client:
         headers = {"Accept": self.unicity_media_type} if unicity and self.unicity_media_type else {}
         path = f"/segments/{segment_id}/targets"
         answer = self._call("PUT", path, list(targets), headers, values=targets)
-        count = self._read(
-            answer, f"PUT {path}", lambda body: parse_count(body, len(targets)), targets
-        )
-        return count
+        count = functools.partial(parse_count, sent=len(targets))
+        return self._read(answer, f"PUT {path}", count, targets)
 
     def remove_target(self, segment_id: int, target_id: str) -> bool:
         """Take one target out of a segment; False on a 404, which NP6 answers both for a
