@@ -6,9 +6,13 @@ and is imported on first use: the command line's start must stay fast.
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # one source: the installed package's metadata (pyproject's version)
+    __version__ = metadata.version("np6-sync")
+except metadata.PackageNotFoundError:  # run from a folder that was never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from sync.api import JobReport, Np6SyncError, RunReport, plan, run

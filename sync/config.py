@@ -253,6 +253,9 @@ class Job(_Model):
 class Timeouts(_Model):
     connect: Annotated[float, Field(gt=0)] = 5.0
     read: Annotated[float, Field(gt=0)] = 60.0
+    # Until a request of the run is answered, NP6 is given up on after this many seconds
+    # (a wrong base_url, DNS, a firewall); once it has answered, retries go on as set.
+    first_contact: Annotated[float, Field(gt=0)] = 10.0
 
 
 class RetryConfig(_Model):

@@ -35,7 +35,7 @@ from sync.read.job import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
 from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
-from sync.report.phases import PhaseTimer
+from sync.report.phases import PhaseTimer, phase_reached
 from sync.same_set import same_set, will_hash
 from sync.state.local import StateStore
 from sync.state.scan import Scanned, scan_state
@@ -360,6 +360,10 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
             code = EXIT_FAILED  # the segment changed: the state holds what NP6 acknowledged
         report.status = "refused" if code == EXIT_REFUSED else "failed"
         report.exit_code, report.error = code, str(error)
+        report.error_kind = error.kind
+        report.phase = phase_reached(
+            report.phase_s, connected=run.client is not None, sending=run.sending
+        )
         request_id = getattr(error, "request_id", None)
         log.error("%s", error, extra={**_extra(run), "request_id": request_id})
         if error.__cause__ is not None:

@@ -20,11 +20,14 @@ from sync.commands.common import (
     StopOnSignals,
     config_path,
     connector,
+    is_stdout,
+    job_identity,
     load_jobs,
     report_failure,
+    stdout_outputs,
 )
 from sync.config import Job, Settings, load_settings
-from sync.console.logs import current_job, is_terminal, resolve_format
+from sync.console.logs import current_job, is_terminal, resolve_format, say
 from sync.console.progress import Board, Progress, make_progress
 from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
 from sync.fanout import Reader, SharedSource
@@ -59,11 +62,17 @@ class _Jobs:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(config_path(args.config))
-    connect = connector(settings, needed=not args.dry_run)
+    phase = "settings"
+    try:
+        settings = load_settings(config_path(args.config))
+        phase = "key"
+        connect = connector(settings, needed=not args.dry_run)
+        phase = "job"
+        entries = load_jobs(args.jobs, segment=getattr(args, "segment", None))
+    except Np6SyncError as error:
+        return _failed_before_jobs(args, error, phase)
     with StopOnSignals() as stop:
         jobs = _Jobs(args, settings, connect, stop, _progress_for(args))
-        entries = load_jobs(args.jobs, segment=getattr(args, "segment", None))
         # A fan-out's segments share one read source: they run in order, as one task.
         groups: list[list[Entry]] = []
         for entry in entries:
@@ -85,6 +94,14 @@ def run(args: argparse.Namespace) -> int:
     report = RunReport([job_report for job_report, _ in done])
     ran = {job.name: job for _, job in done if job is not None}
     return _write_reports(report, args, ran)
+
+
+def _failed_before_jobs(args: argparse.Namespace, error: Np6SyncError, phase: str) -> int:
+    """The settings, the key or the job list failed: no job ran, yet each job file still
+    gets its report and metrics, with its name and segment when the file tells them."""
+    report_failure("", error)
+    failed = [JobReport(*job_identity(path)).fail(error, phase) for path in args.jobs]
+    return _write_reports(RunReport(failed), args, {})
 
 
 def _group(jobs: _Jobs, group: list[Entry]) -> list[tuple[JobReport, Job | None]]:
@@ -114,7 +131,7 @@ def _one(
     if jobs.stop.is_set():
         return None  # a stop keeps the jobs not yet begun from beginning
     if isinstance(job, Np6SyncError):
-        return JobReport(Path(path).stem, error=str(job), exit_code=job.exit_code), None
+        return JobReport(*job_identity(path)).fail(job, "job"), None
     # Side by side, every log line of the job names it (sync/console/logs.py).
     token = current_job.set(job.name) if jobs.parallel > 1 else None
     try:
@@ -125,9 +142,7 @@ def _one(
         if not jobs.args.dry_run:
             _record_history(job, job_report, started_at, jobs.args)
     except Exception as failure:  # a bug in one job must not take the others down
-        error = as_error(failure, "finish the job")
-        job_report = JobReport(job.name, job.segment_id, error=str(error))
-        job_report.exit_code = error.exit_code
+        job_report = JobReport(job.name, job.segment_id).fail(as_error(failure, "finish the job"))
     finally:
         if token is not None:
             current_job.reset(token)
@@ -154,7 +169,7 @@ def _run_one(job: Job, jobs: _Jobs, read: Reader) -> JobReport:
             return _run_from(job, jobs, read, local)
     except Np6SyncError as error:
         log.error("%s", error, extra={"job": job.name})
-        return JobReport(job.name, job.segment_id, error=str(error), exit_code=error.exit_code)
+        return JobReport(job.name, job.segment_id).fail(error, "read")
 
 
 def _run_from(job: Job, jobs: _Jobs, read: Reader, local: Path | None) -> JobReport:
@@ -198,16 +213,15 @@ def plan(args: argparse.Namespace) -> int:
 def _write_reports(report: RunReport, args: argparse.Namespace, jobs: dict[str, Job]) -> int:
     from sync.commands.metrics import publish_metrics
 
-    print(render_table(report))
+    table = render_table(report)
+    if stdout_outputs(args):  # stdout holds a report: the table is for the person, on stderr
+        say(table)
+    else:
+        print(table)
     publish_metrics(args, report.jobs, jobs)
     code = report.exit_code
     if args.report_json:
-        try:
-            with translated("write the report"):
-                args.report_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        except Np6SyncError as error:
-            report_failure(str(args.report_json), error)
-            code = max(code, error.exit_code)
+        code = max(code, _write_report_json(report, args.report_json))
     try:
         write_summary(report, args.summary_md, os.environ)
     except OSError as error:
@@ -217,6 +231,21 @@ def _write_reports(report: RunReport, args: argparse.Namespace, jobs: dict[str, 
             return EXIT_FAILED
         return 2 if any(job.action != "none" for job in report.jobs) else 0
     return code
+
+
+def _write_report_json(report: RunReport, path: Path) -> int:
+    """The report as JSON in ``path`` (``-``: stdout); the exit code a failure adds."""
+    text = json.dumps(report.to_dict(), indent=2) + "\n"
+    if is_stdout(path):
+        sys.stdout.write(text)
+        return 0
+    try:
+        with translated("write the report"):
+            path.write_text(text)
+    except Np6SyncError as error:
+        report_failure(str(path), error)
+        return error.exit_code
+    return 0
 
 
 def _record_history(
@@ -246,14 +275,14 @@ def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Clie
     try:
         result = verify_job(job, client)
     except Exception as failure:
-        error = as_error(failure, "read the segment back")
-        report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
+        report.fail(as_error(failure, "read the segment back"), "verify")
         return
     finally:
         client.close()
     if not result.before.equal:
         report.status, report.exit_code = "failed", EXIT_FAILED
         report.error = comparison_text(result.before, result.listing)
+        report.phase, report.error_kind = "verify", "different"
 
 
 _released = threading.Lock()

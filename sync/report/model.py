@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from sync.errors import EXIT_OK
+from sync.errors import EXIT_OK, EXIT_REFUSED, Np6SyncError
 
 Status = Literal["succeeded", "no_changes", "planned", "refused", "failed"]
 
@@ -62,9 +62,29 @@ class JobReport:
     lookups_several: int = 0
     lookup_fallback: str | None = None
     exit_code: int = EXIT_OK
+    # Where a failed job stopped (settings, key, job, lock, read, ..., preflight, send,
+    # verify: sync/report/phases.py), and the failure's class in a word (``kind`` of
+    # sync/errors.py: config, key_missing, key_refused, unreachable...).
+    phase: str = ""
+    error_kind: str | None = None
+
+    def fail(self, error: Np6SyncError, phase: str = "") -> JobReport:
+        """This report as failed by ``error`` (its message, exit code and kind)."""
+        self.status = "refused" if error.exit_code == EXIT_REFUSED else "failed"
+        self.error, self.exit_code, self.error_kind = str(error), error.exit_code, error.kind
+        self.phase = phase or self.phase
+        return self
+
+    def phase_reached(self) -> str:
+        if self.phase:
+            return self.phase
+        if self.error is not None:
+            return "unknown"
+        return "plan" if self.status == "refused" else "done"  # a safeguard judges the plan
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["phase"] = self.phase_reached()
         data["duration_s"] = round(self.duration_s, 3)
         data["retry_wait_s"] = round(self.retry_wait_s, 3)
         data["rate_limit_wait_s"] = round(self.rate_limit_wait_s, 3)
