@@ -6,23 +6,34 @@ and is imported on first use: the command line's start must stay fast.
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-try:  # one source: the installed package's metadata (pyproject's version)
-    __version__ = metadata.version("np6-sync")
-except metadata.PackageNotFoundError:  # run from a folder that was never installed
-    __version__ = "0+unknown"
-
 if TYPE_CHECKING:
+    __version__: str
+
     from sync.api import JobReport, Np6SyncError, RunReport, plan, run
 
 __all__ = ["JobReport", "Np6SyncError", "RunReport", "__version__", "plan", "run"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # Read when asked: importlib.metadata costs ~20 ms that `validate` need not pay.
+        global __version__
+        __version__ = _installed_version()
+        return __version__
     if name in ("JobReport", "Np6SyncError", "RunReport", "plan", "run"):
         from sync import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'sync' has no attribute {name!r}")
+
+
+def _installed_version() -> str:
+    """The one source of the version: the installed package's metadata (pyproject's)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("np6-sync")
+    except metadata.PackageNotFoundError:  # run from a folder that was never installed
+        return "0+unknown"

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sync import __version__
 from sync.commands.common import DEFAULT_CONFIG, output_path, report_failure, stdout_outputs
 from sync.commands.init import add_init_parser
 from sync.commands.metrics import add_metrics_arguments
@@ -109,6 +108,19 @@ def _detailed_plan(words: list[str]) -> bool:
     return bool(commands) and commands[0] == "plan" and "--detailed-exitcode" in words
 
 
+class _Version(argparse.Action):
+    """argparse's version action, reading the version only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        import sync
+
+        print(f"np6-sync {sync.__version__}")
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, whose usage errors are one JSON line under --log-format json."""
 
@@ -149,7 +161,7 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
         description="Keep NP6 static segments equal to target lists kept in CSV or Parquet files.",
         json_errors=json_errors,
     )
-    parser.add_argument("--version", action="version", version=f"np6-sync {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the installed version")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser
     )

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sync.commands.common import is_stdout, output_path
-from sync.console.logs import say
 from sync.errors import UsageError
 
 SAMPLE_ROWS = 1000
@@ -78,6 +77,8 @@ def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], 
         key=key,
     )
     if to_stdout:
+        from sync.console.logs import say
+
         print(text, end="")
         say(f"job {name} -> segment {args.segment_id}; key: {key.why}")
         return 0
