@@ -150,6 +150,7 @@ def test_two_outputs_cannot_both_be_stdout(tmp_path: Path, cli) -> None:
         pytest.param(["plan", "{job}", "--report-json", "-"], id="plan-report-to-stdout"),
         pytest.param(["validate", "{missing}"], id="validate-fails"),
         pytest.param(["run", "{job}", "--config", "{bad}"], id="bad-settings"),
+        pytest.param(["emulator", "--port", "0", "--contacts", "{missing}"], id="emulator"),
     ],
 )
 def test_log_format_json_makes_every_stderr_line_json(

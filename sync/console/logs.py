@@ -90,7 +90,7 @@ def say(text: str, level: str = "INFO") -> None:
     report): as is in text, one JSON object under --log-format json, so that every line
     of stderr is one."""
     stream = sys.stderr
-    fmt = _stderr_format[-1] if _stderr_format else resolve_format("auto", stream)
+    fmt = _stderr_format[-1] if _stderr_format else "text"  # logging not set up: as is
     text = _redact(text)
     print(json_line(level, text) if fmt == "json" else text, file=stream)
 
