@@ -133,7 +133,7 @@ def test_an_unreachable_host_fails_within_the_first_contact_budget(tmp_path, cli
     assert result.code == EXIT_FAILED, result.err
     assert 1.0 < elapsed < 4, elapsed
     assert f"cannot reach 127.0.0.1:{port}: connection refused" in result.err
-    assert "timeouts.first_contact (1.5 s)" in result.err
+    assert "given up within timeouts.first_contact (1.5 s)" in result.err
     job = report_of(tmp_path / "r")
     assert (job["phase"], job["error_kind"]) == ("preflight", "unreachable")
 

@@ -219,9 +219,18 @@ class NP6Client:
         data = orjson.dumps(body) if body is not None else None
         headers = {**(headers or {}), **({"Content-Type": JSON} if data is not None else {})}
         call = label or f"{method} {path}"
-        for attempt in self._policy():
-            with attempt:
-                return self._once(method, path, call, data, headers)
+        try:
+            for attempt in self._policy():
+                with attempt:
+                    return self._once(method, path, call, data, headers)
+        except UnreachableError as error:
+            raise UnreachableError(
+                error.call,
+                None,
+                detail=f"{error.detail}; NP6 has answered nothing yet: given up within "
+                f"timeouts.first_contact ({self.first_contact:g} s): check base_url, the "
+                "network, a proxy",
+            ) from None
         raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
 
     def _once(
@@ -318,11 +327,7 @@ class NP6Client:
     def _unreachable(self, error: requests.RequestException, connect_timeout: float) -> str:
         url = urlsplit(self.base_url)
         port = url.port or (443 if url.scheme == "https" else 80)
-        return (
-            f"cannot reach {url.hostname}:{port}: {unreachable_cause(error, connect_timeout)}; "
-            f"NP6 has answered nothing yet, given up after timeouts.first_contact "
-            f"({self.first_contact:g} s): check base_url, the network, a proxy"
-        )
+        return f"cannot reach {url.hostname}:{port}: {unreachable_cause(error, connect_timeout)}"
 
     def _honour_quota(self, answer: requests.Response) -> None:
         """Keep NP6's quota headers for the report; their unit is not documented, so a
