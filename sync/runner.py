@@ -23,6 +23,7 @@ from sync.errors import (
     EXIT_FAILED,
     EXIT_REFUSED,
     EXIT_USAGE,
+    KeyRefusedError,
     Np6SyncError,
     StateError,
     StoppedError,
@@ -356,8 +357,10 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
     report = run.report
     if error is not None:
         code = error.exit_code
-        if run.sending and code == EXIT_USAGE:
-            code = EXIT_FAILED  # the segment changed: the state holds what NP6 acknowledged
+        # The segment changed: the state holds what NP6 acknowledged. (A refused key
+        # knows better: its client says whether any change had left before.)
+        if run.sending and code == EXIT_USAGE and not isinstance(error, KeyRefusedError):
+            code = EXIT_FAILED
         report.status = "refused" if code == EXIT_REFUSED else "failed"
         report.exit_code, report.error = code, str(error)
         report.error_kind = error.kind

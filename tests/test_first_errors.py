@@ -217,3 +217,20 @@ def test_a_run_that_fails_early_still_writes_its_report_and_metrics(
                       "reason": kind}  # fmt: skip
     assert "failed" in summary.read_text()
     assert emulator.calls == []
+
+
+def test_a_key_that_may_read_but_not_write_exits_2_nothing_sent(tmp_path) -> None:
+    """The common case of a read-only key: the preflight's GET passes, the first PUT is
+    refused. Sending had begun for the runner, but NP6 took nothing: exit 2, fix the key."""
+    from sync.config import load_job
+    from sync.runner import RunOptions, run_job
+
+    write_csv(tmp_path / "list.csv", emails(0, 10))
+    job = load_job(make_job(tmp_path))
+    described = (200, {}, b'{"id": 1234, "type": "static", "targetsCount": 0}')
+    client, adapter = scripted([described, *[(403, {}, b"")] * 5])
+    report = run_job(job, RunOptions(), lambda: client, concurrency=1)
+    assert (report.exit_code, report.error_kind, report.phase) == (2, "key_refused", "send")
+    assert "lacks the right to add targets to segment 1234" in (report.error or "")
+    assert [r.method for r in adapter.sent] == ["GET", "PUT"]
+    assert report.targets_accepted == 0
