@@ -238,3 +238,21 @@ def test_no_job_matches(tmp_path, cli) -> None:
     result = cli("validate", *two_jobs(tmp_path), "--segment", "777")
     assert result.code == 2
     assert "no job is named '777' and no job has segment id 777" in result.err
+
+
+@pytest.mark.parametrize("command", ["validate", "state show", "init"])
+def test_a_command_without_settings_still_checks_a_config_given(command, tmp_path, cli) -> None:
+    write_csv(tmp_path / "list.csv", emails(0, 5))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("concurency: 2\n")
+    target = ["list.csv", "--segment-id", "7"] if command == "init" else [make_job(tmp_path)]
+    result = cli(*command.split(), *target, "--config", bad)
+    assert result.code == 2
+    assert "concurency: unknown key" in result.err
+    good = settings_file(tmp_path)
+    assert (
+        cli(
+            *command.split(), *target, "--config", good, "--force" if command == "init" else "-q"
+        ).code
+        == 0
+    )
