@@ -8,17 +8,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 if TYPE_CHECKING:
+    __version__: str
+
     from sync.api import JobReport, Np6SyncError, RunReport, plan, run
 
 __all__ = ["JobReport", "Np6SyncError", "RunReport", "__version__", "plan", "run"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # Read when asked: importlib.metadata costs ~20 ms that `validate` need not pay.
+        global __version__
+        __version__ = _installed_version()
+        return __version__
     if name in ("JobReport", "Np6SyncError", "RunReport", "plan", "run"):
         from sync import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'sync' has no attribute {name!r}")
+
+
+def _installed_version() -> str:
+    """The one source of the version: the installed package's metadata (pyproject's)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("np6-sync")
+    except metadata.PackageNotFoundError:  # run from a folder that was never installed
+        return "0+unknown"

@@ -13,13 +13,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from sync import __version__
-from sync.commands.common import DEFAULT_CONFIG, report_failure
+from sync.commands.common import DEFAULT_CONFIG, output_path, report_failure, stdout_outputs
 from sync.commands.init import add_init_parser
 from sync.commands.metrics import add_metrics_arguments
-from sync.errors import EXIT_FAILED, EXIT_USAGE, as_error
+from sync.errors import EXIT_FAILED, EXIT_USAGE, UsageError, as_error
 
 __all__ = ["DEFAULT_CONFIG", "entry", "main"]
 
@@ -50,7 +49,7 @@ def entry() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(words)
+        args = _parser(json_errors=_json_asked(words)).parse_args(words)
     except SystemExit as exit_:
         # plan --detailed-exitcode keeps 2 for "changes pending": every failure is 1.
         if exit_.code == EXIT_USAGE and _detailed_plan(words):
@@ -58,18 +57,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     from sync.console.logs import setup_logging
 
-    setup_logging(
-        getattr(args, "log_format", "auto"),
-        getattr(args, "verbose", 0),
-        getattr(args, "quiet", False),
-    )
+    verbose = getattr(args, "verbose", 0)
+    quiet = getattr(args, "quiet", False)
+    # None (the demo's default): quiet, unless -v asks for the log lines.
+    quiet = not verbose if quiet is None else quiet
+    setup_logging(getattr(args, "log_format", "auto"), verbose, quiet)
     try:
+        to_stdout = stdout_outputs(args)
+        if len(to_stdout) > 1:
+            raise UsageError(f"only one output can be - (stdout): {', '.join(to_stdout)}")
+        if getattr(args, "config", None) is not None and not getattr(args, "settings", False):
+            from sync.config import load_settings
+
+            # Unused by this command, but checked: a wrong path or setting is said here too.
+            load_settings(args.config)
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
-        from sync.console.output import say
+        from sync.console.logs import say
 
-        say("np6-sync: interrupted")
+        say("np6-sync: interrupted", "WARNING")
         return 130
     except Exception as failure:  # the error tree, or a foreign one: one line, no traceback
         error = as_error(failure, "finish the command")
@@ -94,14 +101,50 @@ def _load(ref: str) -> Callable[..., Any]:
     return function
 
 
+def _json_asked(words: list[str]) -> bool:
+    """--log-format json among the words: then even a usage error is a JSON line."""
+    pairs = zip(words, [*words[1:], ""], strict=True)
+    return "--log-format=json" in words or ("--log-format", "json") in pairs
+
+
 def _detailed_plan(words: list[str]) -> bool:
     commands = [w for w in words if not w.startswith("-")]
     return bool(commands) and commands[0] == "plan" and "--detailed-exitcode" in words
 
 
-class _LazyParser(argparse.ArgumentParser):
+class _Version(argparse.Action):
+    """argparse's version action, reading the version only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        import sync
+
+        print(f"np6-sync {sync.__version__}")
+        parser.exit()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one JSON line under --log-format json."""
+
+    def __init__(self, *args: Any, json_errors: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message: str) -> NoReturn:
+        if not self.json_errors:
+            super().error(message)
+        from sync.console.logs import json_line
+
+        print(json_line("ERROR", f"{self.prog}: error: {message}"), file=sys.stderr)
+        self.exit(EXIT_USAGE)
+
+
+class _LazyParser(_Parser):
     """A command's parser whose options another module adds, only when the command is
-    chosen: importing the emulator would slow every other command's start."""
+    chosen: importing the emulator would slow every other command's start. Every command
+    gets the global options (``global_arguments``) here, so none can forget them."""
 
     def __init__(self, *args: Any, configure: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,12 +159,13 @@ class _LazyParser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
+    parser = _Parser(
         prog="np6-sync",
         description="Keep NP6 static segments equal to target lists kept in CSV or Parquet files.",
+        json_errors=json_errors,
     )
-    parser.add_argument("--version", action="version", version=f"np6-sync {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the installed version")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser
     )
@@ -137,14 +181,19 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 0 when there is nothing to do, 2 when changes are pending, 1 on any failure",
     )
     plan.set_defaults(
-        func=_lazy("run:plan"), plan_only=True, dry_run=True, force=False, verify=False
+        func=_lazy("run:plan"),
+        plan_only=True,
+        dry_run=True,
+        force=False,
+        verify=False,
+        settings=True,
     )
 
     verify = commands.add_parser("verify", help="compare the segment itself with the source")
     _job_arguments(verify, reports=False)
     verify.add_argument("--repair", action="store_true", help="add the missing, remove the extra")
     verify.add_argument("--force", action="store_true", help="repair past max_removed_ratio")
-    verify.set_defaults(func=_lazy("verify:verify"))
+    verify.set_defaults(func=_lazy("verify:verify"), settings=True)
 
     _state_parsers(commands.add_parser("state", help="inspect the state; adopt targets"))
     _check_parser(commands)
@@ -174,8 +223,48 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the example job against a built-in emulator")
     demo.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
     # The demo prints its own reports.
-    demo.set_defaults(func=_lazy("demo:demo"), quiet=True)
+    demo.set_defaults(func=_lazy("demo:demo"), quiet=None)
+    for sub in _parsers_under(parser):
+        if isinstance(sub, _Parser):
+            sub.json_errors = json_errors
+    for command in commands_of(parser).values():
+        global_arguments(command)
     return parser
+
+
+def commands_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's own parser by its words (``state show``, not ``state``)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for word, sub in action.choices.items():
+                below = commands_of(sub)
+                found.update({f"{word} {w}": p for w, p in below.items()} or {word: sub})
+    return found
+
+
+def _parsers_under(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += [sub, *_parsers_under(sub)]
+    return found
+
+
+def global_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command takes, each spelled one way."""
+    parser.add_argument(
+        "--config", type=Path, help=f"settings file (default: {DEFAULT_CONFIG} when present)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "text", "json"],
+        default="auto",
+        help="auto (default): text on a terminal, one JSON object per line otherwise",
+    )
 
 
 def _run_parser(commands: Any) -> None:  # argparse's subparsers action, a private type
@@ -194,7 +283,7 @@ def _run_parser(commands: Any) -> None:  # argparse's subparsers action, a priva
         metavar="N",
         help="run up to N jobs at once, sharing one rate limit (memory grows with N)",
     )
-    run.set_defaults(func=_lazy("run:run"), plan_only=False, detailed_exitcode=False)
+    run.set_defaults(func=_lazy("run:run"), plan_only=False, detailed_exitcode=False, settings=True)
     add_metrics_arguments(run)
 
 
@@ -204,9 +293,9 @@ def _check_parser(commands: Any) -> None:  # argparse's subparsers action, a pri
     )
     _job_arguments(check, reports=False)
     check.add_argument(
-        "--sample", type=_sample_size, default=20, metavar="N", help="keys to look up (20)"
+        "--samples", type=_sample_size, default=20, metavar="N", help="keys to look up (20)"
     )
-    check.set_defaults(func=_lazy("check:check"))
+    check.set_defaults(func=_lazy("check:check"), settings=True)
 
 
 def _sample_size(text: str) -> int:
@@ -243,37 +332,31 @@ def _state_parsers(state: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the segment's current members replace the state (id mode)",
     )
-    adopt.set_defaults(func=_lazy("state:import_"))
+    adopt.set_defaults(func=_lazy("state:import_"), settings=True)
 
 
 def _segment_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--segment", metavar="NAME", help="only this segment of a fan-out job (or this job)"
+        "--segment",
+        metavar="ID|NAME",
+        help="only this segment of a fan-out job (or this job), by segment id or job name",
     )
 
 
 def _job_arguments(parser: argparse.ArgumentParser, reports: bool = True) -> None:
     parser.add_argument("jobs", nargs="+", metavar="JOB.yaml")
     _segment_argument(parser)
-    parser.add_argument(
-        "--config", type=Path, help=f"settings file (default: {DEFAULT_CONFIG} when present)"
-    )
     if reports:
         parser.add_argument(
-            "--report-json", type=Path, metavar="FILE", help="write the report here"
+            "--report-json",
+            type=output_path,
+            metavar="FILE",
+            help="write the report here (-: stdout, the table then goes to stderr)",
         )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
-    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    parser.add_argument(
-        "--log-format",
-        choices=["auto", "text", "json"],
-        default="auto",
-        help="auto (default): text on a terminal, one JSON object per line otherwise",
-    )
-    if reports:
         parser.add_argument(
             "--summary-md",
-            type=Path,
+            type=output_path,
             metavar="FILE",
-            help="write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)",
+            help="write a Markdown summary (-: stdout); also appended to $GITHUB_STEP_SUMMARY "
+            "when set",
         )

@@ -286,6 +286,9 @@ class Job(_Model):
 class Timeouts(_Model):
     connect: Annotated[float, Field(gt=0)] = 5.0
     read: Annotated[float, Field(gt=0)] = 60.0
+    # Until a request of the run is answered, NP6 is given up on after this many seconds
+    # (a wrong base_url, DNS, a firewall); once it has answered, retries go on as set.
+    first_contact: Annotated[float, Field(gt=0)] = 10.0
 
 
 class RetryConfig(_Model):
@@ -371,6 +374,24 @@ def load_settings(path: str | Path | None, environ: dict[str, str] | None = None
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(str(path or "settings"), format_validation_error(exc)) from None
+
+
+def job_identity(path: str) -> tuple[str, int | None]:
+    """A job file's name and segment id, read leniently, for the report of a run that
+    failed before the file was loaded, or of a file that does not load: its name (else
+    the file's), and its segment id when it has one."""
+    name, segment_id = Path(path).stem, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except Exception:  # any failure: the file's own name will do
+        return name, segment_id
+    if isinstance(data, dict):
+        if isinstance(data.get("name"), str) and data["name"].strip():
+            name = data["name"]
+        if isinstance(data.get("segment_id"), int) and not isinstance(data["segment_id"], bool):
+            segment_id = data["segment_id"]
+    return name, segment_id
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

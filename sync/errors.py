@@ -2,11 +2,15 @@
 
 Every error that ends a job maps to one documented exit code:
 
-- ``UsageError``      2  bad usage, job file, settings, source or state: fix the input
+- ``UsageError``      2  bad usage, job file, settings, source or state, the API key
+                         missing: fix the input
+- ``KeyRefusedError`` 2  NP6 refused the key (401) or a right of it (403) before anything
+                         was sent (1 once sending had begun)
 - ``RefusedError``    3  a safeguard refused the run: check the source, or pass --force
 - ``LockedError``     4  another run holds this job's lock: wait for it
-- ``SyncError``       1  the sync itself failed (after retries): the state holds
-                         exactly what NP6 acknowledged, so a rerun goes on from there
+- ``SyncError``       1  the sync itself failed (after retries), or NP6 could not be
+                         reached (``UnreachableError``): the state holds exactly what
+                         NP6 acknowledged, so a rerun goes on from there
 """
 
 from __future__ import annotations
@@ -22,20 +26,25 @@ EXIT_LOCKED = 4
 
 
 class Np6SyncError(Exception):
-    """Base of every error np6-sync reports to its user."""
+    """Base of every error np6-sync reports to its user. ``kind`` names the class of
+    failure in a word, for the report's ``error_kind`` and the metrics' ``reason``."""
 
     exit_code = EXIT_FAILED
+    kind = "failed"
 
 
 # --- input: nothing was sent, fix the input and run again (exit 2) ---------------------
 
 
 class UsageError(Np6SyncError):
+    kind = "usage"
     exit_code = EXIT_USAGE
 
 
 class ConfigError(UsageError):
     """A job or settings file is invalid; ``problems`` lists each one with its YAML path."""
+
+    kind = "config"
 
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
@@ -47,14 +56,20 @@ class ConfigError(UsageError):
 class SourceError(UsageError):
     """The source file cannot be read as the job describes it."""
 
+    kind = "source"
+
 
 class StateError(UsageError):
     """The state file cannot be trusted for this job."""
+
+    kind = "state"
 
 
 class SegmentError(UsageError):
     """The job names a segment it cannot sync: NP6 does not know it, or it is dynamic.
     Found before the first change, so nothing was sent."""
+
+    kind = "segment"
 
 
 class HistoryError(Np6SyncError):
@@ -66,6 +81,7 @@ class HistoryError(Np6SyncError):
 
 
 class RefusedError(Np6SyncError):
+    kind = "refused"
     exit_code = EXIT_REFUSED
 
 
@@ -73,6 +89,7 @@ class RefusedError(Np6SyncError):
 
 
 class LockedError(Np6SyncError):
+    kind = "locked"
     exit_code = EXIT_LOCKED
 
 
@@ -80,6 +97,7 @@ class LockedError(Np6SyncError):
 
 
 class SyncError(Np6SyncError):
+    kind = "sync"
     exit_code = EXIT_FAILED
 
 
@@ -113,9 +131,34 @@ class ApiError(SyncError):
 class RetriableApiError(ApiError):
     """429, 5xx, a dropped connection or a timeout: worth another try."""
 
+    kind = "api"
+
+
+class UnreachableError(RetriableApiError):
+    """No request of the run has been answered yet and the host cannot be reached (DNS,
+    refused, timeout, TLS): within ``timeouts.first_contact`` it is given up on."""
+
+    kind = "unreachable"
+
 
 class FatalApiError(ApiError):
     """Any other 4xx: trying again cannot help."""
+
+    kind = "api"
+
+
+class KeyRefusedError(FatalApiError):
+    """NP6 answered 401 (the key is not accepted) or 403 (it lacks a right). Exit 2 while
+    nothing was sent (fix the key or its user's rights), 1 once sending had begun."""
+
+    kind = "key_refused"
+    exit_code = EXIT_USAGE
+
+
+class KeyMissingError(UsageError):
+    """The environment variable the settings name (api_key_env) is unset or empty."""
+
+    kind = "key_missing"
 
 
 class UnexpectedAnswerError(FatalApiError):
@@ -128,15 +171,23 @@ class NotTakenError(SyncError):
     """NP6 added too few of the keys sent (they match no contact): the sending stopped,
     and the state holds what NP6 acknowledged."""
 
+    kind = "not_taken"
+
 
 class StoppedError(SyncError):
     """SIGTERM or SIGINT stopped the run; the state holds what NP6 acknowledged."""
+
+    kind = "stopped"
 
     @classmethod
     def before_sending(cls) -> StoppedError:
         return cls(
             "stopped by a signal before anything was sent: the segment and the state are unchanged"
         )
+
+
+class _Bug(SyncError):
+    kind = "bug"
 
 
 # --- the one place where foreign failures enter the tree -------------------------------
@@ -146,6 +197,8 @@ class StorageError(UsageError):
     """A file np6-sync keeps (state, journal, lock, rejects, history, listing) could not be
     read or written: a read-only or full folder, a permission. Nothing was sent (exit 2),
     unless the failure came once sending had begun (then the job's exit is 1)."""
+
+    kind = "storage"
 
 
 def describe_error(error: BaseException) -> str:
@@ -194,7 +247,7 @@ def as_error(error: BaseException, what: str) -> Np6SyncError:
         translation: Np6SyncError = StorageError(f"cannot {what}: {describe_error(error)}")
     else:
         text = str(error).splitlines()[0] if str(error) else ""
-        translation = SyncError(
+        translation = _Bug(
             f"unexpected {type(error).__name__}{': ' + text if text else ''}; this is a bug "
             "in np6-sync: please report it, with the output of the same command run with -v"
         )

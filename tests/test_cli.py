@@ -125,9 +125,9 @@ def test_a_wrong_key_fails_without_showing_any_key(
     job = make_job(tmp_path)
     write_csv(tmp_path / "list.csv", emails(0, 10))
     result = cli("run", job, "--config", config, "--report-json", tmp_path / "r.json", "-vv")
-    assert result.code == 1
+    assert result.code == 2  # nothing was sent: fix the key (tests/test_first_errors.py)
     output = result.out + result.err + (tmp_path / "r.json").read_text()
-    assert "HTTP 401" in output and "x-request-id" in output
+    assert "HTTP 401" in output and "x-request-id" in output and "NP6_API_KEY" in output
     assert "wrong-secret-value-42" not in output and API_KEY not in output
     for path in (tmp_path / "state").iterdir():
         assert b"wrong-secret-value-42" not in path.read_bytes()

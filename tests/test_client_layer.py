@@ -23,7 +23,7 @@ import requests.adapters
 
 from conftest import API_KEY
 from sync.config import RetryConfig, Settings
-from sync.errors import ApiError, FatalApiError, RetriableApiError, UsageError
+from sync.errors import ApiError, FatalApiError, KeyRefusedError, RetriableApiError, UsageError
 from sync.np6.answers import (
     AnswerShapeError,
     SegmentInfo,
@@ -148,9 +148,13 @@ def test_the_client_keeps_an_error_body_without_the_key_as_it_is() -> None:
     ("status", "error", "hint"),
     [
         pytest.param(400, FatalApiError, "NP6 refused the request body", id="400"),
-        pytest.param(401, FatalApiError, "NP6 refused the API key; check the key in the "
-                     "environment variable", id="401"),
-        pytest.param(403, FatalApiError, "the API key may not change this segment", id="403"),
+        pytest.param(401, KeyRefusedError, "NP6 does not accept the API key in NP6_API_KEY: "
+                     "it is wrong, expired or revoked; set NP6_API_KEY to the key of an NP6 "
+                     "API user; nothing was sent", id="401"),
+        pytest.param(403, KeyRefusedError, "the API key in NP6_API_KEY lacks the right to add "
+                     "targets to segment 7: a key has the rights of the NP6 user it belongs "
+                     "to; give that user this right, or set NP6_API_KEY to another user's key; "
+                     "nothing was sent", id="403"),
         pytest.param(404, FatalApiError, "NP6 does not know this segment (or endpoint)", id="404"),
         pytest.param(409, FatalApiError, "conflict: the segment is dynamic, or the target is "
                      "already a member", id="409"),

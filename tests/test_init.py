@@ -19,7 +19,7 @@ IDS = [f"{n:03d}PKX{n:02d}" for n in range(40)]
 def test_init_on_a_csv_writes_a_job_that_validates_and_syncs(cli, tmp_path: Path, emulator):
     rows = [[f" User{n}@Example.com ", str(1000 + n), f"name {n}"] for n in range(30)]
     write_csv(tmp_path / "exports" / "news.csv", rows, ("Courriel", "customer_id", "name"), ";")
-    result = cli("init", "exports/news.csv", "--segment", SEGMENT)
+    result = cli("init", "exports/news.csv", "--segment-id", SEGMENT)
     assert result.code == 0, result.err
     job_file = tmp_path / "jobs" / "news.yaml"
     assert "'Courriel' holds e-mail addresses" in result.out
@@ -39,7 +39,7 @@ def test_init_on_a_parquet_file_of_np6_ids_proposes_identify_by_id(cli, tmp_path
     table = pa.table({"n": list(range(40)), "TargetId": IDS, "score": [0.5] * 40})
     pq.write_table(table, tmp_path / "ids.parquet")
     job_file = tmp_path / "conf" / "by-id.yaml"
-    result = cli("init", "ids.parquet", "--segment", SEGMENT, "-o", job_file)
+    result = cli("init", "ids.parquet", "--segment-id", SEGMENT, "-o", job_file)
     assert result.code == 0, result.err
     job = load_job(job_file)
     assert (job.targets.identify_by, job.targets.columns) == ("id", ["TargetId"])
@@ -57,7 +57,7 @@ def test_init_on_a_parquet_file_of_emails_and_numbers(cli, tmp_path: Path, emula
         }
     )
     pq.write_table(table, tmp_path / "people.parquet")
-    assert cli("init", "people.parquet", "--segment", SEGMENT).code == 0
+    assert cli("init", "people.parquet", "--segment-id", SEGMENT).code == 0
     job = load_job(tmp_path / "jobs" / "people.yaml")
     assert (job.targets.identify_by, job.targets.columns) == ("unicity", ["mail"])
     assert (
@@ -71,20 +71,20 @@ def test_init_never_overwrites_without_force(cli, tmp_path: Path):
     job_file = tmp_path / "jobs" / "list.yaml"
     job_file.parent.mkdir()
     job_file.write_text("mine\n")
-    result = cli("init", "list.csv", "--segment", "7")
+    result = cli("init", "list.csv", "--segment-id", "7")
     assert result.code == 2
     assert "exists: pass --force" in result.err
     assert job_file.read_text() == "mine\n"
-    assert cli("init", "list.csv", "--segment", "7", "--force").code == 0
+    assert cli("init", "list.csv", "--segment-id", "7", "--force").code == 0
     assert yaml.safe_load(job_file.read_text())["segment_id"] == 7
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        pytest.param(["missing.csv", "--segment", "1"], "file not found", id="no-file"),
-        pytest.param(["list.json", "--segment", "1"], "cannot tell the format", id="format"),
-        pytest.param(["s3://b/list.csv", "--segment", "1"], "reads a local file", id="url"),
+        pytest.param(["missing.csv", "--segment-id", "1"], "file not found", id="no-file"),
+        pytest.param(["list.json", "--segment-id", "1"], "cannot tell the format", id="format"),
+        pytest.param(["s3://b/list.csv", "--segment-id", "1"], "reads a local file", id="url"),
     ],
 )
 def test_init_reports_what_it_cannot_read(cli, tmp_path: Path, argv, message) -> None:
@@ -97,7 +97,7 @@ def test_init_reports_what_it_cannot_read(cli, tmp_path: Path, argv, message) ->
 
 def test_a_segment_id_is_a_positive_number(cli, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
-        cli("init", "list.csv", "--segment", "0")
+        cli("init", "list.csv", "--segment-id", "0")
     assert exit_.value.code == 2
 
 

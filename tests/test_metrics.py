@@ -14,22 +14,33 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import emails, make_job, write_csv
 from sync.commands.metrics import push_metrics
-from sync.report.metrics import PREFIX, SERIES, JobRun, registry_for
+from sync.report.metrics import INFO_LABELS, PREFIX, SERIES, JobRun, registry_for
 from sync.report.model import JobReport
 from sync.state.history import read_history
 
 EVERY_SERIES = {PREFIX + series.name for series in SERIES}
 
 
-def samples(text: str) -> dict[tuple[str, str], dict[str, float]]:
-    """{(job, series): {method or "": value}} of an exposition text."""
+def samples(text: str, pushed: str | None = None) -> dict[tuple[str, str], dict[str, float]]:
+    """{(job, series): {method or "": value}} of an exposition text; ``pushed``: the job
+    of a push, whose group gives the job and segment labels (the series carry none)."""
     found: dict[tuple[str, str], dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            key = (sample.labels["job"], sample.name)
+            own = set(sample.labels) - {"method", *INFO_LABELS}
+            assert own == (set() if pushed else {"job", "segment"}), sample
+            key = (pushed or sample.labels["job"], sample.name)
             found.setdefault(key, {})[sample.labels.get("method", "")] = sample.value
-            assert set(sample.labels) - {"method"} == {"job", "segment"}
     return found
+
+
+def info(found: dict[tuple[str, str], dict[str, float]], text: str, job: str) -> dict[str, str]:
+    """The labels of a job's np6sync_last_run_info."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("last_run_info") and sample.labels.get("job") == job:
+                return {k: sample.labels[k] for k in INFO_LABELS}
+    raise AssertionError(f"no last_run_info for {job}")
 
 
 def three_jobs(folder: Path) -> list[Path]:
@@ -57,6 +68,11 @@ def test_the_textfile_holds_every_series_of_each_job(cli, tmp_path: Path) -> Non
     assert found["refused", "np6sync_exit_code"][""] == 3
     assert found["failed", "np6sync_exit_code"][""] == 2  # a segment NP6 does not know
     assert found["failed", "np6sync_last_success_timestamp_seconds"][""] == 0  # never
+    text = metrics.read_text()
+    assert info(found, text, "ok") == {"status": "succeeded", "phase": "done", "reason": ""}
+    assert info(found, text, "refused") == {"status": "refused", "phase": "plan", "reason": ""}
+    failed = {"status": "failed", "phase": "preflight", "reason": "segment"}
+    assert info(found, text, "failed") == failed
     ok_success = found["ok", "np6sync_last_success_timestamp_seconds"][""]
     assert ok_success == found["ok", "np6sync_last_run_timestamp_seconds"][""]
     assert not list(tmp_path.glob("np6sync.prom.*"))  # no temporary file left
@@ -141,8 +157,8 @@ def test_a_push_carries_every_series_grouped_by_job(cli, tmp_path: Path, gateway
     }
     assert {method for method, *_ in gateway.received} == {"PUT"}  # replaces the group
     in_file = samples(metrics.read_text())
-    for body in paths.values():
-        pushed = samples(body.decode())
+    for path, body in paths.items():
+        pushed = samples(body.decode(), pushed=path.split("/")[3])
         assert {name for _, name in pushed} == EVERY_SERIES
         for key, values in pushed.items():
             assert in_file[key] == values, key

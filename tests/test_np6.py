@@ -187,7 +187,7 @@ def test_transient_errors_are_retried(emulator: Emulator) -> None:
 @pytest.mark.parametrize(
     ("key", "segment", "status", "hint"),
     [
-        pytest.param("wrong-key-123", 1234, 401, "refused the API key", id="401"),
+        pytest.param("wrong-key-123", 1234, 401, "does not accept the API key", id="401"),
         pytest.param(API_KEY, 5555, 404, "does not know this segment", id="404"),
     ],
 )

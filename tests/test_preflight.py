@@ -273,7 +273,7 @@ def test_check_against_a_good_setup_changes_nothing(account, cli_main, tmp_path:
         pytest.param("half", 3, "2 of 5 sampled keys match a contact", id="too-few-contacts"),
         pytest.param("dynamic", 2, "is dynamic", id="dynamic-segment"),
         pytest.param("unknown", 2, "NP6 does not know segment 55", id="unknown-segment"),
-        pytest.param("wrong-key", 1, "HTTP 401", id="refused-key"),
+        pytest.param("wrong-key", 2, "the API key in NP6_API_KEY", id="refused-key"),
     ],
 )
 def test_check_against_a_bad_setup(  # type: ignore[no-untyped-def]
@@ -292,7 +292,7 @@ def test_check_against_a_bad_setup(  # type: ignore[no-untyped-def]
     if setup == "wrong-key":
         monkeypatch.setenv("NP6_API_KEY", "not-the-key")
     config = settings_file(tmp_path)
-    result, out = cli_main("check", job, "--config", config, "--sample", "5")
+    result, out = cli_main("check", job, "--config", config, "--samples", "5")
     assert result == code, out
     assert said in out
     assert {call.method for call in server.calls} <= {"GET"}

@@ -1,10 +1,11 @@
 """`np6-sync check`: whether a run can go ahead against this account. Changes nothing in
 NP6 or in the state: it reads the segment's description and looks keys up, never a PUT.
 
-Exit 0: go ahead; 1: the key is refused or NP6 cannot be reached; 2: a bad job, or a
-segment that cannot be synced (unknown, dynamic); 3: too few sampled keys match a contact
-(the reload safeguard would refuse), or the account matches unicity values whatever their
-case while the settings say it does not (unicity_folds_case)."""
+Exit 0: go ahead; 1: NP6 cannot be reached, or failed; 2: a bad job or settings, the API
+key missing or refused (401: not accepted; 403: it lacks a right), or a segment that cannot
+be synced (unknown, dynamic); 3: too few sampled keys match a contact (the reload safeguard
+would refuse), or the account matches unicity values whatever their case while the
+settings say it does not (unicity_folds_case)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def check(args: argparse.Namespace) -> int:
     def one(job: Job, path: str) -> int:
         client = connect()
         try:
-            return check_job(job, client, args.sample)
+            return check_job(job, client, args.samples)
         finally:
             client.close()
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from sync.console.output import say
-from sync.errors import Np6SyncError, UsageError, as_error
+from sync.errors import KeyMissingError, Np6SyncError, UsageError, as_error
 
 if TYPE_CHECKING:
     from sync.config import Job, Settings
@@ -23,6 +22,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("np6sync")
 DEFAULT_CONFIG = Path("config/np6.yaml")
+
+
+STDOUT = "-"
+
+
+def output_path(text: str) -> Path:
+    """A file an option writes; ``-`` is stdout (``./-`` names a file called -)."""
+    return Path(text)
+
+
+def is_stdout(path: Path | None) -> bool:
+    return path is not None and str(path) == STDOUT
+
+
+def stdout_outputs(args: object) -> list[str]:
+    """The options of ``args`` given as ``-`` (stdout), as ``--report-json``."""
+    return [
+        "--" + name.replace("_", "-")
+        for name, value in sorted(vars(args).items())
+        if isinstance(value, Path) and is_stdout(value)
+    ]
 
 
 def config_path(path: Path | None) -> Path | None:
@@ -46,7 +66,10 @@ def connector(
     raw = os.environ.get(settings.api_key_env, "") if api_key is None else api_key
     where = settings.api_key_env if api_key is None else "api_key"
     if needed and not raw.strip():
-        raise UsageError(f"the API key is not set: export it in {settings.api_key_env}")
+        raise KeyMissingError(
+            f"the API key is not set: export it in {settings.api_key_env} (the variable "
+            "the settings' api_key_env names); plan and validate need none"
+        )
     key = check_api_key(raw, where) if raw.strip() else ""
     add_secret(key)
     deadline = time.monotonic() + settings.retry.deadline
@@ -60,7 +83,7 @@ def connector(
             if not factory:
                 from sync.np6.client import client_factory
 
-                factory.append(client_factory(settings, key, deadline=deadline))
+                factory.append(client_factory(settings, key, deadline=deadline, key_name=where))
         return factory[0]()
 
     return connect
@@ -89,9 +112,7 @@ def load_jobs(
         except Exception as failure:  # whatever it is, this job fails and the next goes on
             loaded.append(Entry(path, as_error(failure, f"load the job {path}")))
     if segment is not None:
-        loaded = [e for e in loaded if isinstance(e.job, Np6SyncError) or e.job.name == segment]
-        if not loaded:
-            raise UsageError(f"no job or segment is named {segment!r} in {', '.join(paths)}")
+        loaded = pick_segment(loaded, segment, paths)
     jobs = [(i, e.job) for i, e in enumerate(loaded) if not isinstance(e.job, Np6SyncError)]
     found = conflicts([(Path(loaded[i].path), job) for i, job in jobs])
     for position, why in found.items():
@@ -102,6 +123,37 @@ def load_jobs(
         else:
             log.warning("%s: %s", path, why)
     return loaded
+
+
+def pick_segment(loaded: list[Entry], segment: str, paths: Sequence[str]) -> list[Entry]:
+    """The jobs ``segment`` names (files that failed to load stay, to be reported): by
+    job name, or by segment id when all digits and no name matches; when a name and
+    another job's id both match, which one is meant cannot be told."""
+    by_name: list[int] = []
+    by_id: list[int] = []
+    names: list[str] = []
+    for index, entry in enumerate(loaded):
+        job = entry.job
+        if isinstance(job, Np6SyncError):
+            continue
+        if job.name == segment:
+            by_name.append(index)
+        if segment.isdigit() and job.segment_id == int(segment):
+            by_id.append(index)
+            names.append(job.name)
+    if by_name and by_id and by_name != by_id:
+        raise UsageError(
+            f"--segment {segment} names the job {segment!r} and also the segment id of "
+            f"{', '.join(sorted(set(names)))}: rename the job, or name the other one"
+        )
+    chosen = set(by_name or by_id)
+    kept = [e for i, e in enumerate(loaded) if i in chosen or isinstance(e.job, Np6SyncError)]
+
+    if not kept:
+        what = "no job or segment is named" if not segment.isdigit() else "no job is named"
+        also = f" and no job has segment id {segment}" if segment.isdigit() else ""
+        raise UsageError(f"{what} {segment!r}{also} in {', '.join(paths)}")
+    return kept
 
 
 def each_job(
@@ -131,7 +183,9 @@ def each_job(
 
 
 def report_failure(path: str, error: Np6SyncError) -> None:
-    say(f"np6-sync: {error}")
+    from sync.console.logs import say
+
+    say(f"np6-sync: {error}", "ERROR")
     if error.__cause__ is not None:
         log.debug("the cause, for a report", exc_info=error.__cause__)
 
@@ -152,9 +206,12 @@ class StopOnSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.event.set()  # first: a broken stderr must not keep the jobs sending
+        from sync.console.logs import say
+
         say(
             f"np6-sync: {signal.Signals(signum).name} received: stopping (once sending has "
-            "begun, after the chunks in flight, whose state is saved)"
+            "begun, after the chunks in flight, whose state is saved)",
+            "WARNING",
         )
 
     def __exit__(self, *exc: object) -> None:

@@ -1,4 +1,4 @@
-"""`np6-sync init SOURCE --segment ID`: a first job file, from the source's own columns.
+"""`np6-sync init SOURCE --segment-id ID`: a first job file, from the source's own columns.
 
 The header (CSV) or schema (Parquet) names the columns; a sample of their values tells
 an e-mail column from an id column. ``identify_by: id`` is proposed only for values that
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from sync.commands.common import is_stdout, output_path
 from sync.errors import UsageError
 
 SAMPLE_ROWS = 1000
@@ -36,10 +37,20 @@ def add_init_parser(
 ) -> None:
     init = commands.add_parser("init", help="write a job file for a source file")
     init.add_argument("source", metavar="SOURCE", help="a local CSV or Parquet file")
-    init.add_argument("--segment", type=_segment_id, required=True, metavar="ID")
+    init.add_argument(
+        "--segment-id",
+        type=_segment_id,
+        required=True,
+        metavar="ID",
+        help="the NP6 segment's id, written into the job (nothing is asked of NP6)",
+    )
     init.add_argument("--name", help="the job's name (default: the source file's name)")
     init.add_argument(
-        "-o", "--output", type=Path, metavar="JOB.yaml", help="default: jobs/<name>.yaml"
+        "-o",
+        "--output",
+        type=output_path,
+        metavar="JOB.yaml",
+        help="default: jobs/<name>.yaml; -: stdout (then the job is not validated)",
     )
     init.add_argument("--force", action="store_true", help="replace an existing job file")
     init.add_argument(
@@ -58,22 +69,26 @@ def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], 
     source = Path(args.source)
     name = args.name or job_name(source)
     output: Path = args.output or Path("jobs") / f"{name}.yaml"
+    to_stdout = is_stdout(output)
     fmt = source_format(source)
     encoding, guessed = csv_encoding(source, args.encoding) if fmt == "csv" else ("", False)
     if fmt == "parquet" and args.encoding is not None:
         raise UsageError("--encoding is for CSV sources: a Parquet file's text is UTF-8")
     columns, delimiter = read_columns(source, fmt, encoding or "utf-8")
     if guessed:
-        print(
-            f"{source}: not UTF-8: read as {encoding} (a guess: check the samples below); "
+        from sync.console.logs import say
+
+        notice = (
+            f"{source}: not UTF-8: read as {encoding} (a guess: check the job's columns); "
             "pass --encoding to choose another"
         )
+        say(notice, "WARNING") if to_stdout else print(notice)
     sample = sample_values(source, fmt, delimiter, columns, encoding or "utf-8")
     key = propose_key(columns, sample)
     text = job_text(
         name=name,
-        segment_id=args.segment,
-        source=_relative(source, output.parent),
+        segment_id=args.segment_id,
+        source=_relative(source, Path.cwd() if to_stdout else output.parent),
         fmt=fmt,
         delimiter=delimiter,
         encoding=encoding,
@@ -81,8 +96,14 @@ def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], 
         columns=columns,
         key=key,
     )
+    if to_stdout:
+        from sync.console.logs import say
+
+        print(text, end="")
+        say(f"job {name} -> segment {args.segment_id}; key: {key.why}")
+        return 0
     write_new(output, text, force=args.force)
-    print(f"{output}: job {name} -> segment {args.segment}; key: {key.why}")
+    print(f"{output}: job {name} -> segment {args.segment_id}; key: {key.why}")
     return validate(argparse.Namespace(jobs=[str(output)], samples=0))
 
 

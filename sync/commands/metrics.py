@@ -9,12 +9,14 @@ import base64
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sync.commands.common import output_path
 from sync.errors import Np6SyncError
 
 if TYPE_CHECKING:
@@ -32,9 +34,9 @@ PASSWORD_ENV = "NP6_PUSHGATEWAY_PASSWORD"  # noqa: S105 (the name of a variable)
 def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-file",
-        type=Path,
+        type=output_path,
         metavar="FILE",
-        help="write Prometheus metrics in the node exporter's textfile format (*.prom)",
+        help="write Prometheus metrics in the node exporter's textfile format (*.prom; -: stdout)",
     )
     parser.add_argument(
         "--pushgateway",
@@ -70,10 +72,13 @@ def publish_metrics(
 
 
 def write_metrics_file(path: Path, runs: Sequence[JobRun]) -> bool:
-    from prometheus_client import write_to_textfile
+    from prometheus_client import generate_latest, write_to_textfile
 
     from sync.report.metrics import registry_for
 
+    if str(path) == "-":  # stdout
+        sys.stdout.write(generate_latest(registry_for(runs)).decode())
+        return True
     try:
         # write_to_textfile writes a temporary file and renames it: a scrape never reads
         # half a file. The series are not personal data: the exporter may read them.
@@ -96,7 +101,7 @@ def push_metrics(
 
     from prometheus_client import push_to_gateway
 
-    from sync.report.metrics import registry_for
+    from sync.report.metrics import registry_for, segment_label
 
     url, handler = _gateway(gateway, environ)
     for number, run in enumerate(runs):
@@ -104,8 +109,8 @@ def push_metrics(
             push_to_gateway(
                 url,
                 job=run.report.name,
-                registry=registry_for([run]),
-                grouping_key={"segment": str(run.report.segment_id or "")},
+                registry=registry_for([run], grouped=True),
+                grouping_key={"segment": segment_label(run.report)},
                 timeout=timeout,
                 handler=handler,
             )

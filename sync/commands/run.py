@@ -9,16 +9,25 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from sync.commands.common import StopOnSignals, config_path, connector, load_jobs, report_failure
-from sync.config import Job, load_settings
-from sync.console.logs import is_terminal, resolve_format
-from sync.console.output import show
+from sync.commands.common import (
+    StopOnSignals,
+    config_path,
+    connector,
+    is_stdout,
+    load_jobs,
+    report_failure,
+    stdout_outputs,
+)
+from sync.config import Job, job_identity, load_settings
+from sync.console.logs import is_terminal, resolve_format, say
+from sync.console.output import output_failed, show
 from sync.console.progress import Board, Progress, make_progress
 from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
 from sync.job.runs import Request, run_entries
 from sync.report.markdown import write_summary
-from sync.report.model import RunReport
+from sync.report.model import JobReport, RunReport
 from sync.report.table import render_table
 
 log = logging.getLogger("np6sync")
@@ -26,8 +35,15 @@ log = logging.getLogger("np6sync")
 
 def run(args: argparse.Namespace) -> int:
     """Parse, run the jobs (sync.job.runs decides and does the rest), render."""
-    settings = load_settings(config_path(args.config))
-    connect = connector(settings, needed=not args.dry_run)
+    phase = "settings"
+    try:
+        settings = load_settings(config_path(args.config))
+        phase = "key"
+        connect = connector(settings, needed=not args.dry_run)
+        phase = "job"
+        entries = load_jobs(args.jobs, segment=getattr(args, "segment", None))
+    except Np6SyncError as error:
+        return _failed_before_jobs(args, error, phase)
     with StopOnSignals() as stop:
         request = Request(
             settings,
@@ -40,8 +56,16 @@ def run(args: argparse.Namespace) -> int:
             verify=args.verify,
             parallel=int(getattr(args, "parallel", 1) or 1),
         )
-        ran = run_entries(load_jobs(args.jobs, segment=getattr(args, "segment", None)), request)
+        ran = run_entries(entries, request)
     return _write_reports(ran.report, args, ran.jobs)
+
+
+def _failed_before_jobs(args: argparse.Namespace, error: Np6SyncError, phase: str) -> int:
+    """The settings, the key or the job list failed: no job ran, yet each job file still
+    gets its report and metrics, with its name and segment when the file tells them."""
+    report_failure("", error)
+    failed = [JobReport(*job_identity(path)).fail(error, phase) for path in args.jobs]
+    return _write_reports(RunReport(failed), args, {})
 
 
 def _progress_for(args: argparse.Namespace) -> Callable[[str], Progress]:
@@ -69,16 +93,15 @@ def plan(args: argparse.Namespace) -> int:
 def _write_reports(report: RunReport, args: argparse.Namespace, jobs: dict[str, Job]) -> int:
     from sync.commands.metrics import publish_metrics
 
-    show(render_table(report))  # a stdout that fails does not fail the run
+    table = render_table(report)
+    if stdout_outputs(args):  # stdout holds a report: the table is for the person, on stderr
+        say(table)
+    else:
+        show(table)  # a stdout that fails does not fail the run
     publish_metrics(args, report.jobs, jobs)
     code = report.exit_code
     if args.report_json:
-        try:
-            with translated("write the report"):
-                args.report_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        except Np6SyncError as error:
-            report_failure(str(args.report_json), error)
-            code = max(code, error.exit_code)
+        code = max(code, _write_report_json(report, args.report_json))
     try:
         write_summary(report, args.summary_md, os.environ)
     except OSError as error:
@@ -88,3 +111,22 @@ def _write_reports(report: RunReport, args: argparse.Namespace, jobs: dict[str, 
             return EXIT_FAILED
         return 2 if any(job.action != "none" for job in report.jobs) else 0
     return code
+
+
+def _write_report_json(report: RunReport, path: Path) -> int:
+    """The report as JSON in ``path`` (``-``: stdout); the exit code a failure adds."""
+    text = json.dumps(report.to_dict(), indent=2) + "\n"
+    if is_stdout(path):
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except (OSError, ValueError) as error:  # ValueError: stdout closed by the caller
+            output_failed("stdout", error)
+        return 0
+    try:
+        with translated("write the report"):
+            path.write_text(text)
+    except Np6SyncError as error:
+        report_failure(str(path), error)
+        return error.exit_code
+    return 0

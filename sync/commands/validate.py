@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sync.commands.common import each_job
 from sync.config import Job
@@ -37,4 +36,6 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def _cannot_run(path: str, error: Np6SyncError) -> None:
-    print(f"{path}: cannot run\n  {error}", file=sys.stderr)
+    from sync.console.logs import say
+
+    say(f"{path}: cannot run\n  {error}", "ERROR")

@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -75,6 +76,38 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry)
+
+
+def json_line(level: str, message: str, logger: str = "np6sync") -> str:
+    """One JSON object, as JsonFormatter writes a record: for what is not a log record."""
+    entry = {"ts": utc_iso(time.time()), "level": level, "logger": logger, "msg": message}
+    return json.dumps(entry)
+
+
+_stderr_format: list[Literal["text", "json"]] = []  # set by setup_logging
+
+
+def say(text: str, level: str = "INFO") -> None:
+    """A line for the person reading stderr (a failure, the table when stdout holds a
+    report): as is in text, one JSON object under --log-format json, so that every line
+    of stderr is one."""
+    fmt = _stderr_format[-1] if _stderr_format else "text"  # logging not set up: as is
+    text = _redact(text)
+    try:  # best effort: a broken stderr loses the line, and nothing else
+        stream = sys.stderr
+        if stream is not None:
+            print(json_line(level, text) if fmt == "json" else text, file=stream, flush=True)
+    except (OSError, ValueError):  # ValueError: stderr closed by the caller
+        pass
+
+
+def _redact(text: str) -> str:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Handler):
+            for f in handler.filters:
+                if isinstance(f, RedactFilter):
+                    text = f._text(text)
+    return text
 
 
 def _serialisable(value: object) -> bool:
@@ -200,9 +233,11 @@ def setup_logging(
         root.removeHandler(old)
         old.close()
     handler = _Handler(stream)
-    handler.setFormatter(
-        JsonFormatter() if resolve_format(fmt, stream) == "json" else _TextFormatter(TEXT_FORMAT)
-    )
+    resolved = resolve_format(fmt, stream)
+    _stderr_format[:] = [resolved]
+    handler.setFormatter(JsonFormatter() if resolved == "json" else _TextFormatter(TEXT_FORMAT))
+    # Python's warnings (a library's deprecation) become records: JSON lines too.
+    logging.captureWarnings(True)
     handler.addFilter(JobFilter())
     handler.addFilter(RedactFilter(secrets))
     if quiet:

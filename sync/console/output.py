@@ -7,8 +7,9 @@ with its own code.
 
 from __future__ import annotations
 
-import sys
 import threading
+
+from sync.console.logs import say
 
 _failed = threading.Event()
 
@@ -29,15 +30,6 @@ def output_failed(stream: str, error: BaseException) -> None:
     reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
     say(
         f"np6-sync: the output to {stream} failed ({reason}); the run's outcome stands: "
-        "its exit code, its state, and the --report-json file when asked for"
+        "its exit code, its state, and the --report-json file when asked for",
+        "WARNING",
     )
-
-
-def say(line: str) -> None:
-    """One line on stderr, best effort: a broken stderr loses it, and nothing else."""
-    try:
-        stream = sys.stderr
-        if stream is not None:
-            print(line, file=stream, flush=True)
-    except (OSError, ValueError):
-        pass

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from sync.console.logs import say
 from sync.emulator.contacts import Contacts, ContactsError, load_contacts
 from sync.emulator.emulator import DEFAULT_KEY, Emulator
 from sync.emulator.limits import ALL_FAULTS, check_faults
@@ -105,11 +105,11 @@ def run_cli(args: argparse.Namespace) -> int:
             quota_reset_epoch=args.quota_reset == "epoch",
         ).bind()
     except (ValueError, ContactsError) as error:
-        print(f"np6-sync emulator: {error}", file=sys.stderr)
+        say(f"np6-sync emulator: {error}", "ERROR")  # a JSON line under --log-format json
         return 2
     except OSError as error:
         where = f"{args.host}:{args.port}"
-        print(f"np6-sync emulator: cannot listen on {where}: {error}", file=sys.stderr)
+        say(f"np6-sync emulator: cannot listen on {where}: {error}", "ERROR")
         return 1
     table = "" if contacts is None else f" with {len(contacts):,} contacts"
     print(f"NP6 emulator listening on {emulator.url}{table}", flush=True)

@@ -74,4 +74,3 @@ def count_lookups(report: JobReport, stats: LookupStats | None) -> None:
     report.lookups_not_found += stats.not_found
     report.lookups_several += stats.several
     report.lookups_kept_by_twin += stats.kept_by_twin
-

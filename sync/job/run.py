@@ -23,6 +23,7 @@ from sync.errors import (
     EXIT_FAILED,
     EXIT_REFUSED,
     EXIT_USAGE,
+    KeyRefusedError,
     Np6SyncError,
     StateError,
     StoppedError,
@@ -149,22 +150,20 @@ def _phases(run: JobRun) -> None:
         _not_stopped(run)
         if not run.options.dry_run:
             _prepare(run)
-        _phase(run, "check")
         if _refused(run) or run.options.dry_run:
             return
         if run.plan.action == "none":
             _phase(run, "settle")
             _fold(run)
         else:
-            _phase(run, "send")
             pushed = _send(run, run.plan.gathered(run.folded))
             count_lookups(run.report, pushed.lookups)
             if isinstance(pushed.error, LookupUnavailable):  # the account lacks the call
                 _phase(run, "fallback")
                 fallback = reload_instead(run.plan, pushed.error, _fallback_inputs(run))
                 pushed = _send(run, fallback)
-            _phase(run, "settle")
-            _settle_push(run, pushed)
+            _settle_push(run, pushed)  # its failure is the send's
+
         if run.proof is not None and not len(run.plan.pending):  # deferred removals: never
             seal_run(run.job, run.options.media_type, run.proof, run.report)
 
@@ -328,6 +327,7 @@ def _send(run: JobRun, plan: Plan) -> PushResult:
 
     run.plan = plan
     job, store = run.job, run.store
+    _phase(run, "preflight")
     client = run.client = run.client or run.connect()  # a fallback keeps its counts
     in_flight = run.concurrency * 2 * job.sync.chunk_size  # push's queue, at most
     checked = preflight(
@@ -342,6 +342,8 @@ def _send(run: JobRun, plan: Plan) -> PushResult:
         journal = store.open_journal(plan.action)
     with journal:
         run.sending = True
+        _phase(run, "send")
+
         try:
             with run.timer("push"):
                 run.pushed = pushed = push_plan(
@@ -408,23 +410,27 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
     report = run.report
     if error is not None:
         code = error.exit_code
-        if run.sending and code == EXIT_USAGE:
-            code = EXIT_FAILED  # the segment changed: the state holds what NP6 acknowledged
+        # The segment changed: the state holds what NP6 acknowledged. (A refused key
+        # knows better: its client says whether any change had left before.)
+        if run.sending and code == EXIT_USAGE and not isinstance(error, KeyRefusedError):
+            code = EXIT_FAILED
         report.status = "refused" if code == EXIT_REFUSED else "failed"
         report.exit_code, report.error, report.failure = code, str(error), error
-
+        report.error_kind = error.kind
         request_id = getattr(error, "request_id", None)
         log.error("%s", error, extra={**_extra(run), "request_id": request_id})
         if error.__cause__ is not None:
             log.debug("the cause, for a report", exc_info=error.__cause__, extra=_extra(run))
     elif report.refusals:
-        report.status, report.exit_code = "refused", EXIT_REFUSED
+        report.status, report.exit_code = "refused", EXIT_REFUSED  # the plan was judged
     elif run.options.dry_run:
         report.status = "planned"
     elif run.pushed is None:
         report.status = "no_changes"
     else:
         report.status = "succeeded"
+    if error is None and not report.refusals:
+        report.phase = "done"
     counts = {"sent": report.targets_sent, "accepted": report.targets_accepted}
     done = {"phase": "done", "counts": counts, "duration_s": round(report.duration_s, 3)}
     log.info("%s: %s", report.status, report.action, extra={**_extra(run), **done})

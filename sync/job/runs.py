@@ -115,7 +115,9 @@ def _one(request: Request, entry: Entry, segments: int) -> tuple[JobReport, Job 
         return None  # a stop keeps the jobs not yet begun from beginning
     job = entry.job
     if isinstance(job, Np6SyncError):
-        return JobReport(Path(entry.path).stem, error=str(job), exit_code=job.exit_code), None
+        from sync.config import job_identity
+
+        return JobReport(*job_identity(entry.path)).fail(job, "job"), None
     # Side by side, every log line of the job names it (sync/console/logs.py).
     token = current_job.set(job.name) if request.parallel > 1 else None
     try:
@@ -128,9 +130,7 @@ def _one(request: Request, entry: Entry, segments: int) -> tuple[JobReport, Job 
         if not request.dry_run:
             record_history(job, job_report, started_at, request)
     except Exception as failure:  # a bug in one job must not take the others down
-        error = as_error(failure, "finish the job")
-        job_report = JobReport(job.name, job.segment_id, error=str(error))
-        job_report.exit_code = error.exit_code
+        job_report = JobReport(job.name, job.segment_id).fail(as_error(failure, "finish the job"))
     finally:
         if token is not None:
             current_job.reset(token)
@@ -164,7 +164,7 @@ def _downloaded_then_run(
             return _run(job, route, shared, request, local)
     except Np6SyncError as error:
         log.error("%s", error, extra={"job": job.name})
-        return JobReport(job.name, job.segment_id, error=str(error), exit_code=error.exit_code)
+        return JobReport(job.name, job.segment_id).fail(error, "read")
 
 
 def _run(
@@ -225,8 +225,7 @@ def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Clie
     try:
         result = verify_job(job, client)
     except Exception as failure:  # the edge of the read-back: its failure is the job's
-        error = as_error(failure, "read the segment back")
-        report.status, report.exit_code, report.error = "failed", error.exit_code, str(error)
+        report.fail(as_error(failure, "read the segment back"), "verify")
         return
     finally:
         client.close()
@@ -235,6 +234,7 @@ def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Clie
 
         report.status, report.exit_code = "failed", EXIT_FAILED
         report.error = comparison_text(result.before, result.listing)
+        report.phase, report.error_kind = "verify", "different"
 
 
 _released = threading.Lock()

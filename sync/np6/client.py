@@ -21,7 +21,14 @@ from requests.adapters import HTTPAdapter
 
 from sync import __version__
 from sync.config import Settings
-from sync.errors import FatalApiError, RetriableApiError, UnexpectedAnswerError
+from sync.errors import (
+    EXIT_FAILED,
+    FatalApiError,
+    KeyRefusedError,
+    RetriableApiError,
+    UnexpectedAnswerError,
+    UnreachableError,
+)
 from sync.np6.answers import (
     AnswerShapeError,
     SegmentInfo,
@@ -31,7 +38,13 @@ from sync.np6.answers import (
     quoted,
 )
 from sync.np6.key import redact, without_values
-from sync.np6.retry import classify, parse_retry_after, retry_policy
+from sync.np6.retry import (
+    FirstContact,
+    classify,
+    parse_retry_after,
+    retry_policy,
+    unreachable_cause,
+)
 from sync.np6.throttle import AdaptiveConcurrency, RateLimiter
 
 USER_AGENT = f"np6-sync/{__version__}"
@@ -41,8 +54,6 @@ T = TypeVar("T")
 
 _HINTS = {
     400: "NP6 refused the request body",
-    401: "NP6 refused the API key; check the key in the environment variable",
-    403: "the API key may not change this segment",
     404: "NP6 does not know this segment (or endpoint)",
     409: "conflict: the segment is dynamic, or the target is already a member",
     415: "NP6 refused the media type (unicity values may need unicity_media_type)",
@@ -115,6 +126,8 @@ class NP6Client:
         limiter: RateLimiter | None = None,
         gate: AdaptiveConcurrency | None = None,
         stats: ClientStats | None = None,
+        contact: FirstContact | None = None,
+        key_name: str | None = None,
     ) -> None:
         self.session = session
         self.base_url = settings.base_url
@@ -129,6 +142,10 @@ class NP6Client:
         self.gate = gate or AdaptiveConcurrency(settings.concurrency)
         self.stats = stats or ClientStats()
         self._redirected: FatalApiError | None = None
+        self.contact = contact
+        self.first_contact = settings.timeouts.first_contact
+        self.key_name = key_name or settings.api_key_env
+        self._sent_change = False  # a PUT, DELETE or POST left: the segment may have changed
 
     def close(self) -> None:
         self.session.close()
@@ -216,9 +233,18 @@ class NP6Client:
         data = orjson.dumps(body) if body is not None else None
         headers = {**(headers or {}), **({"Content-Type": JSON} if data is not None else {})}
         call = label or f"{method} {path}"
-        for attempt in self._policy():
-            with attempt:
-                return self._once(method, path, call, data, headers, values)
+        try:
+            for attempt in self._policy():
+                with attempt:
+                    return self._once(method, path, call, data, headers, values)
+        except UnreachableError as error:
+            raise UnreachableError(
+                error.call,
+                None,
+                detail=f"{error.detail}; NP6 has answered nothing yet: given up within "
+                f"timeouts.first_contact ({self.first_contact:g} s): check base_url, the "
+                "network, a proxy",
+            ) from None
         raise AssertionError("unreachable: the retry policy re-raises")  # pragma: no cover
 
     def _once(
@@ -234,22 +260,34 @@ class NP6Client:
             waited = self.limiter.acquire()
             if waited:
                 self.stats.count_throttle(waited)
+        left = self.contact.left() if self.contact is not None else None
+        timeout = self.timeout
+        if left is not None:  # NP6 has answered nothing yet: connect within the budget
+            timeout = (max(min(self.timeout[0], left), 0.05), self.timeout[1])
+        sent_change = self._sent_change
         try:
             with self.gate.slot():
                 if self._redirected is not None:
                     raise self._redirected  # after a redirect, nothing more leaves with the key
+                if method != "GET":
+                    self._sent_change = True
                 answer = self.session.request(
                     method,
                     self.base_url + path,
                     data=data,
                     headers=headers,
-                    timeout=self.timeout,
+                    timeout=timeout,
                     allow_redirects=False,
                 )
-        except requests.Timeout:
-            raise RetriableApiError(call, None, detail="timed out") from None
         except requests.RequestException as exc:
+            if self.contact is not None and not self.contact.answered:
+                detail = self._unreachable(exc, timeout[0])
+                raise UnreachableError(call, None, detail=detail) from None
+            if isinstance(exc, requests.Timeout):
+                raise RetriableApiError(call, None, detail="timed out") from None
             raise RetriableApiError(call, None, detail=type(exc).__name__) from None
+        if self.contact is not None:
+            self.contact.answer()
         request_id = answer.headers.get("x-request-id")
         if request_id:
             self.stats.request_ids.append(request_id)
@@ -269,8 +307,47 @@ class NP6Client:
         detail = self._detail(answer, values)
         retry_after = parse_retry_after(answer.headers.get("Retry-After"), self.max_retry_after)
         answer.close()
+        if answer.status_code in (401, 403):
+            raise self._key_refused(
+                method, path, call, answer.status_code, request_id, detail, sent_change=sent_change
+            )
         error = RetriableApiError if verdict == "retry" else FatalApiError
         raise error(call, answer.status_code, request_id, detail, retry_after)
+
+    def _key_refused(
+        self,
+        method: str,
+        path: str,
+        call: str,
+        status: int,
+        request_id: str | None,
+        body: str,
+        *,
+        sent_change: bool = False,
+    ) -> KeyRefusedError:
+        """401/403 in words: which key, what it lacks, and whether anything was sent."""
+        if status == 401:
+            what = (
+                f"NP6 does not accept the API key in {self.key_name}: it is wrong, expired "
+                f"or revoked; set {self.key_name} to the key of an NP6 API user"
+            )
+        else:
+            what = (
+                f"the API key in {self.key_name} lacks the right to {_right(method, path)}: "
+                "a key has the rights of the NP6 user it belongs to; give that user this "
+                f"right, or set {self.key_name} to another user's key"
+            )
+        after = "; sending had begun" if sent_change else "; nothing was sent"
+        detail = "; ".join(part for part in (what + after, body) if part)
+        error = KeyRefusedError(call, status, request_id, detail)
+        if sent_change:
+            error.exit_code = EXIT_FAILED
+        return error
+
+    def _unreachable(self, error: requests.RequestException, connect_timeout: float) -> str:
+        url = urlsplit(self.base_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return f"cannot reach {url.hostname}:{port}: {unreachable_cause(error, connect_timeout)}"
 
     def _honour_quota(self, answer: requests.Response) -> None:
         """Keep NP6's quota headers for the report; their unit is not documented, so a
@@ -306,6 +383,23 @@ class NP6Client:
         return "; ".join(part for part in (hint, body) if part)
 
 
+def _right(method: str, path: str) -> str:
+    """What a call asks of the key's user, in NP6's terms, for a 403."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if parts[0] == "targets" and len(parts) == 1:
+        return "look up contacts by unicity value"
+    segment = next((p for p in reversed(parts) if p.isdigit()), "")
+    rights = {
+        ("GET", 2): f"read segment {segment}",
+        ("GET", 3): f"list the targets of segment {segment}",
+        ("PUT", 3): f"add targets to segment {segment}",
+        ("DELETE", 3): f"empty segment {segment}",
+        ("DELETE", 4): f"remove targets from segment {segment}",
+        ("POST", 3): f"normalize segment {segment}",
+    }
+    return rights.get((method, len(parts)), "make this call")
+
+
 def _text(answer: requests.Response) -> str:
     """The body as NP6 wrote it (UTF-8), whatever its Content-Type claims: a key echoed
     in a body mis-decoded would not be recognised, and so not redacted."""
@@ -316,11 +410,14 @@ def _text(answer: requests.Response) -> str:
 
 
 def client_factory(
-    settings: Settings, api_key: str, deadline: float = math.inf
+    settings: Settings, api_key: str, deadline: float = math.inf, key_name: str | None = None
 ) -> Callable[[], NP6Client]:
-    """Clients on demand, one per job, sharing the rate limit and the retry deadline."""
+    """Clients on demand, one per job, sharing the rate limit, the retry deadline and the
+    first contact's budget. ``key_name``: where the key came from, for a 401's message
+    (default: the settings' api_key_env)."""
     limiter = RateLimiter(settings.max_requests_per_second)
     gate = AdaptiveConcurrency(settings.concurrency)
+    contact = FirstContact(settings.timeouts.first_contact)
 
     def connect() -> NP6Client:
         stats = ClientStats()
@@ -328,10 +425,12 @@ def client_factory(
             make_session(settings, api_key),
             settings,
             api_key,
-            policy=lambda: retry_policy(settings.retry, deadline, stats=stats),
+            policy=lambda: retry_policy(settings.retry, deadline, stats=stats, contact=contact),
             limiter=limiter,
             gate=gate,
             stats=stats,
+            contact=contact,
+            key_name=key_name,
         )
 
     return connect

@@ -109,7 +109,6 @@ def _lookup_notes(job: JobReport) -> list[str]:
     return lines
 
 
-
 def _costs(job: JobReport) -> str:
     return "; ".join(
         f"{name} {cost['requests']:,} requests ({cost['incomplete_requests']:,} while the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,14 +52,17 @@ def outcome(report: RunReport) -> str:
 
 
 def write_summary(report: RunReport, path: Path | None, environ: Mapping[str, str]) -> list[Path]:
-    """Write the summary to ``path`` (replaced) and append it to ``$GITHUB_STEP_SUMMARY``.
+    """Write the summary to ``path`` (replaced; ``-``: stdout) and append it to
+    ``$GITHUB_STEP_SUMMARY``.
 
     Returns the files written. GitHub gives each step one summary file that other tools of
     the same step may also write to, hence append.
     """
     text = render_markdown(report)
     written: list[Path] = []
-    if path is not None:
+    if path is not None and str(path) == "-":  # stdout
+        sys.stdout.write(text)
+    elif path is not None:
         path.write_text(text, encoding="utf-8")
         written.append(path)
     github = environ.get(GITHUB_SUMMARY_ENV)

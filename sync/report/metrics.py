@@ -1,7 +1,8 @@
 """The run report as Prometheus series, the way batch jobs are watched. Pure.
 
-Every series is a gauge of the job's last run, labelled with the job and its segment,
-so that one textfile (or one Pushgateway group per job) holds the whole picture.
+Every series is a gauge of the job's last run, labelled with the job and its segment
+once each: in a textfile as labels, in a push by the group (the Pushgateway adds the
+grouping key's labels to every series it holds, so the series carry none of their own).
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ SERIES = (
     Series("retries", "Requests retried"),
     Series("rate_limit_wait_seconds", "Seconds spent waiting on NP6's rate limit"),
     Series("pending_removals", "Deferred removals still in the segment"),
+    Series(
+        "last_run_info",
+        "1, labelled with the last run's status, the phase it reached and, when it failed, "
+        "its reason (error_kind in the JSON report)",
+    ),
 )
+INFO_LABELS = ("status", "phase", "reason")
 METHODS = ("put", "delete", "post")
 
 
@@ -58,25 +65,36 @@ class JobRun:
     last_success: float | None
 
 
-def registry_for(runs: Sequence[JobRun]) -> CollectorRegistry:
-    """The jobs' series in one registry: a textfile holds every job, a push one job."""
+def segment_label(report: JobReport) -> str:
+    """The segment id; empty only when the job file did not tell it."""
+    return "" if report.segment_id is None else str(report.segment_id)
+
+
+def registry_for(runs: Sequence[JobRun], *, grouped: bool = False) -> CollectorRegistry:
+    """The jobs' series in one registry: a textfile holds every job, labelled with it; a
+    push one job, whose group (``grouped``) gives the job and segment labels."""
     registry = CollectorRegistry()
+    own = () if grouped else LABELS
+    extra = {"requests": ("method",), "last_run_info": INFO_LABELS}
     gauges = {
-        series.name: Gauge(
-            PREFIX + series.name,
-            series.help,
-            (*LABELS, "method") if series.name == "requests" else LABELS,
-            registry=registry,
-        )
-        for series in SERIES
+        s.name: Gauge(PREFIX + s.name, s.help, (*own, *extra.get(s.name, ())), registry=registry)
+        for s in SERIES
     }
     for run in runs:
-        labels = {"job": run.report.name, "segment": str(run.report.segment_id or "")}
+        report = run.report
+        labels = {} if grouped else {"job": report.name, "segment": segment_label(report)}
         for name, value in _values(run).items():
-            gauges[name].labels(**labels).set(value)
+            gauge = gauges[name]
+            (gauge.labels(**labels) if labels else gauge).set(value)
         for method in METHODS:
-            count = getattr(run.report.requests, method)
+            count = getattr(report.requests, method)
             gauges["requests"].labels(**labels, method=method).set(count)
+        info = {
+            "status": report.status,
+            "phase": report.phase_reached(),
+            "reason": report.error_kind or "",
+        }
+        gauges["last_run_info"].labels(**labels, **info).set(1)
     return registry
 
 

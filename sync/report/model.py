@@ -6,7 +6,7 @@ import copy
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
-from sync.errors import EXIT_OK, Np6SyncError
+from sync.errors import EXIT_OK, EXIT_REFUSED, Np6SyncError
 
 Status = Literal["succeeded", "no_changes", "planned", "refused", "failed"]
 
@@ -71,12 +71,31 @@ class JobReport:
     route_reason: str = ""
     phase: str = ""  # the last phase the job reached: lock, read, plan, check, send, done
     exit_code: int = EXIT_OK
+    # Where a failed job stopped (settings, key, job, lock, read, plan, preflight, send,
+    # fallback, verify; done when it did not fail), and the failure's class in a word
+    # (``kind`` of sync/errors.py: config, key_missing, key_refused, unreachable...).
+    error_kind: str | None = None
     # The error that failed the job, for the Python API to raise (never rendered).
     failure: Np6SyncError | None = field(default=None, repr=False, compare=False)
 
+    def fail(self, error: Np6SyncError, phase: str = "") -> JobReport:
+        """This report as failed by ``error`` (its message, exit code and kind)."""
+        self.status = "refused" if error.exit_code == EXIT_REFUSED else "failed"
+        self.error, self.exit_code, self.error_kind = str(error), error.exit_code, error.kind
+        self.phase = phase or self.phase
+        self.failure = error
+        return self
+
+    def phase_reached(self) -> str:
+        if self.phase:
+            return self.phase
+        if self.error is not None:
+            return "unknown"
+        return "plan" if self.status == "refused" else "done"  # a safeguard judges the plan
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "failure"}
-
+        data["phase"] = self.phase_reached()
         data["duration_s"] = round(self.duration_s, 3)
         data["retry_wait_s"] = round(self.retry_wait_s, 3)
         data["rate_limit_wait_s"] = round(self.rate_limit_wait_s, 3)

@@ -24,3 +24,13 @@ class PhaseTimer:
         finally:
             elapsed = self.clock() - started
             self.phases[phase] = round(self.phases.get(phase, 0.0) + elapsed, 4)
+
+
+def phase_reached(phases: dict[str, float], *, connected: bool, sending: bool) -> str:
+    """Where a job stopped: ``send`` once sending has begun, ``preflight`` once NP6 was
+    called before it, else the last phase timed (``lock`` before any)."""
+    if sending:
+        return "send"
+    if connected:
+        return "preflight"
+    return next(reversed(phases), "lock")
