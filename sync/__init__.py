@@ -20,20 +20,12 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":
         # Read when asked: importlib.metadata costs ~20 ms that `validate` need not pay.
         global __version__
-        __version__ = _installed_version()
+        from sync.version import version
+
+        __version__ = version()
         return __version__
     if name in ("JobReport", "Np6SyncError", "RunReport", "plan", "run"):
         from sync import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'sync' has no attribute {name!r}")
-
-
-def _installed_version() -> str:
-    """The one source of the version: the installed package's metadata (pyproject's)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("np6-sync")
-    except metadata.PackageNotFoundError:  # run from a folder that was never installed
-        return "0+unknown"

@@ -26,18 +26,15 @@ from pydantic import (
 
 from sync.errors import ConfigError
 from sync.read import formats
-from sync.state.store import STATE_SCHEMES
+from sync.read.formats import url_scheme
+
+# The schemes a state may live on: each has its home in sync/state/store.py (_HOMES),
+# which holds to this list (tests/test_state_edges.py).
+STATE_SCHEMES = ("s3",)
 
 Transform = Literal["strip", "lower", "upper", "digits", "nfkc", "remove_zero_width"]
 # URL schemes a source may use (read through fsspec; see sync/remote.py), and the state.
 SOURCE_SCHEMES = ("s3", "gs", "az", "http", "https")
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def url_scheme(path: str) -> str | None:
-    """``s3`` for ``s3://bucket/key``; None for a local path."""
-    match = _URL.match(path)
-    return match.group(1).lower() if match else None
 
 
 class _Model(BaseModel):

@@ -32,9 +32,9 @@ from sync.core.plan import (
 from sync.emulator import Emulator
 from sync.errors import ConfigError, NotTakenError, RetriableApiError
 from sync.np6.client import parse_retry_after, retry_policy
-from sync.preflight import WATCHED_KEYS, AcceptanceWatch, Sample
-from sync.push import push
+from sync.send.push import push
 from sync.state.local import StateStore
+from sync.verify.preflight import WATCHED_KEYS, AcceptanceWatch, Sample
 
 IDS = [f"{n:08d}" for n in range(2000)]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import sync.read.job
+import sync.job.source
 from conftest import API_KEY, settings_file, write_csv
 from sync.emulator import Emulator
 
@@ -64,13 +64,13 @@ BY_CONDITION = {
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The columns of every read of a source file."""
     seen: list[list[str]] = []
-    real = sync.read.job.read_source
+    real = sync.job.source.read_source
 
     def counted(spec, columns):
         seen.append(list(columns))
         return real(spec, columns)
 
-    monkeypatch.setattr(sync.read.job, "read_source", counted)
+    monkeypatch.setattr(sync.job.source, "read_source", counted)
     return seen
 
 

@@ -352,18 +352,18 @@ def _changed_while_read(
 ) -> None:  # type: ignore[no-untyped-def]
     """The next read of ``source`` reads it, then another program rewrites it (other keys,
     another size) before the run ends; ``then`` is called once it did."""
-    import sync.read.job
+    import sync.job.source
 
-    real = sync.read.job.read_source
+    real = sync.job.source.read_source
 
     def read_then_rewrite(spec, columns):  # type: ignore[no-untyped-def]
         table = real(spec, columns)
-        monkeypatch.setattr(sync.read.job, "read_source", real)
+        monkeypatch.setattr(sync.job.source, "read_source", real)
         write_csv(source, rows)
         then()
         return table
 
-    monkeypatch.setattr(sync.read.job, "read_source", read_then_rewrite)
+    monkeypatch.setattr(sync.job.source, "read_source", read_then_rewrite)
 
 
 def test_no_seal_vouches_for_bytes_that_changed_while_read(

@@ -94,7 +94,7 @@ def test_a_report_counts_what_was_sent_when_a_step_cannot_be_made(
     """The run of P#12 sent 500 targets and reported 0: whatever stops the sending (here a
     step that fails to be made after five were, as the undecodable value did), the
     report counts what NP6 acknowledged, and the next run sends the rest."""
-    from sync import push
+    from sync.send import push
 
     made = push._chunks
 

@@ -13,8 +13,8 @@ from conftest import SEGMENT, np6_client
 from sync.config import SyncConfig
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import make_plan
-from sync.lookup import LookupUnavailable
-from sync.push import PushResult, push
+from sync.send.lookup import LookupUnavailable
+from sync.send.push import PushResult, push
 from sync.state.local import StateStore
 
 KEYS = [f"person{n}@example.com" for n in range(6)]

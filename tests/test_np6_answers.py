@@ -30,7 +30,7 @@ from sync.errors import FatalApiError, UnexpectedAnswerError
 from sync.np6.answers import AnswerShapeError, SegmentInfo, parse_count, parse_ids
 from sync.np6.key import check_api_key, redact, secret_forms
 from sync.np6.throttle import RateLimiter
-from sync.push import push
+from sync.send.push import push
 from sync.state.local import StateStore
 
 

@@ -29,7 +29,7 @@ from conftest import (
 from sync.cli import main
 from sync.core.keys import KEY_TYPE
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
-from sync.preflight import sample_keys
+from sync.verify.preflight import sample_keys
 
 
 def addresses(start: int, stop: int) -> list[str]:

@@ -14,7 +14,7 @@ from sync.config import SyncConfig
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import Holding, make_plan
 from sync.emulator import Emulator
-from sync.push import _chunks, push
+from sync.send.push import _chunks, push
 from sync.state.local import StateStore
 
 

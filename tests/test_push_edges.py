@@ -12,7 +12,7 @@ import pytest
 import requests
 import requests.adapters
 
-import sync.push as push_module
+import sync.send.push as push_module
 from conftest import API_KEY, SEGMENT, make_job
 from sync.config import RetryConfig, Settings, SyncConfig, load_job
 from sync.console.logs import current_job
@@ -21,7 +21,7 @@ from sync.core.keys import KEY_TYPE
 from sync.core.plan import IDS_SCHEMA, Holding, Plan, make_plan
 from sync.errors import FatalApiError, NotTakenError, StorageError
 from sync.np6.client import NP6Client, make_session, retry_policy
-from sync.push import PushResult, push, push_plan
+from sync.send.push import PushResult, push, push_plan
 from sync.state.local import StateStore
 
 IDS = [f"{n:08d}" for n in range(300)]

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import SEGMENT, emails, make_job, write_csv
 from sync.config import Job
-from sync.core.shared import conflicts
 from sync.emulator import Emulator
+from sync.job.conflicts import conflicts
 
 
 def job(name: str, segment: int, mode: str = "auto", state: str | None = None) -> Job:

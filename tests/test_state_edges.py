@@ -271,3 +271,10 @@ def test_a_state_saved_in_parts_holds_every_part_in_order(tmp_path) -> None:
     store.save(parts)
     assert store.load().keys.to_pylist() == [f"k{n}" for n in range(9)]
     assert pq.ParquetFile(store.path).metadata.num_row_groups == 3  # written as they came
+
+
+def test_every_scheme_a_state_may_use_has_a_home() -> None:
+    from sync.config import STATE_SCHEMES
+    from sync.state.store import _HOMES
+
+    assert {scheme for scheme in _HOMES if scheme is not None} == set(STATE_SCHEMES)

@@ -12,7 +12,7 @@ import pytest
 from conftest import SEGMENT, make_job, write_csv
 from sync.config import load_job
 from sync.errors import ConfigError, SourceError
-from sync.read.job import load_keys
+from sync.job.source import load_keys
 
 HEADER = ("email", "optin", "country", "age")
 ROWS = [

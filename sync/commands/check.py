@@ -17,11 +17,11 @@ import pyarrow.csv as pacsv
 from sync.commands.common import config_path, connector, each_job
 from sync.config import Job, load_settings
 from sync.errors import EXIT_OK, EXIT_REFUSED, Np6SyncError, translated
+from sync.job.source import load_keys
 from sync.np6.client import NP6Client
-from sync.preflight import Sample, describe, look_up, sample_keys, sample_text
-from sync.read.job import load_keys
 from sync.state.files import atomic_write
 from sync.state.store import store_for
+from sync.verify.preflight import Sample, describe, look_up, sample_keys, sample_text
 
 
 def check(args: argparse.Namespace) -> int:

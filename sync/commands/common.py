@@ -95,12 +95,12 @@ def load_jobs(
     """Each job loaded (a fan-out file gives one per segment, sharing one reader of its
     source), or the error that stops that one job, in the order given.
 
-    Jobs of this run that share a segment or a state (``sync.core.shared``) are refused
+    Jobs of this run that share a segment or a state (``sync.job.conflicts``) are refused
     together (``shared="refuse"``: exit 2, naming the other files) or only warned about
     (``"warn"``, for commands that change nothing). ``segment`` keeps the job or segment
     of that name only.
     """
-    from sync.core.shared import conflicts
+    from sync.job.conflicts import conflicts
     from sync.job.fanout import load_job_file
     from sync.job.runs import Entry
 

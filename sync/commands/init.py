@@ -62,7 +62,7 @@ def add_init_parser(
 
 
 def run_init(args: argparse.Namespace, validate: Callable[[argparse.Namespace], int]) -> int:
-    from sync.config import url_scheme  # pydantic: not for every command's start
+    from sync.read.formats import url_scheme
 
     if url_scheme(args.source):
         raise UsageError(f"{args.source}: init reads a local file; copy the file here first")

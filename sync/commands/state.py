@@ -18,7 +18,7 @@ from sync.errors import StateError, translated
 from sync.np6.client import NP6Client
 from sync.read.sources import SourceSpec, read_source
 from sync.state.store import store_for
-from sync.verify import require_ids, segment_members
+from sync.verify.listing import require_ids, segment_members
 
 
 def show(args: argparse.Namespace) -> int:

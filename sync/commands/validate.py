@@ -7,7 +7,7 @@ import argparse
 from sync.commands.common import each_job
 from sync.config import Job
 from sync.errors import Np6SyncError
-from sync.read.job import load_keys
+from sync.job.source import load_keys
 
 
 def validate(args: argparse.Namespace) -> int:

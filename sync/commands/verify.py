@@ -7,9 +7,10 @@ import argparse
 from sync.commands.common import StopOnSignals, config_path, connector, each_job
 from sync.config import Job, load_settings
 from sync.errors import EXIT_FAILED
+from sync.job.source import source_keys
 from sync.np6.client import NP6Client
-from sync.verify import comparison_text, verify_job
-from sync.verify_unicity import MIN_CHECKED_SHARE, verify_by_ids
+from sync.verify.ids import MIN_CHECKED_SHARE, verify_by_ids
+from sync.verify.listing import comparison_text, verify_job
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -25,6 +26,7 @@ def verify(args: argparse.Namespace) -> int:
                 result = verify_job(
                     job,
                     client,
+                    source_keys,
                     repair=args.repair,
                     force=args.force,
                     concurrency=settings.concurrency,

@@ -5,16 +5,34 @@ Everything here works on whole Arrow arrays; there is no per-row Python on this 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sync.config import TargetsConfig
 from sync.core.hashing import first_distinct
 from sync.errors import UsageError
+
+
+class KeyRules(Protocol):
+    """How a row becomes a key: the job's ``targets`` (``sync.config.TargetsConfig``
+    satisfies it). core takes the rules as this shape and imports nothing of the config."""
+
+    @property
+    def identify_by(self) -> str: ...
+
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    @property
+    def separator(self) -> str: ...
+
+    def unknown_transforms(self) -> list[str]: ...
+
+    def transforms_for(self, column: str) -> Sequence[str]: ...
+
 
 # 32-bit offsets: 40 MB less per ten million keys than large_string. Key arrays stay
 # chunked (a million keys a chunk), so no one buffer comes near the 2 GiB they address.
@@ -82,7 +100,7 @@ SLICE = 1_000_000
 _CODE = pa.int16()
 
 
-def build_keys(table: pa.Table, targets: TargetsConfig, first_row: int = 1) -> KeySet:
+def build_keys(table: pa.Table, targets: KeyRules, first_row: int = 1) -> KeySet:
     """Turn the key columns of a source into distinct keys.
 
     A row is rejected (with its spreadsheet row number and the reason) when a key part
@@ -98,7 +116,7 @@ def distinct(keyset: KeySet) -> KeySet:
 
 
 def collect_keys(
-    table: pa.Table, targets: TargetsConfig, first_row: int = 1, keep: pa.Array | None = None
+    table: pa.Table, targets: KeyRules, first_row: int = 1, keep: pa.Array | None = None
 ) -> KeySet:
     """The valid keys of every row, duplicates included, and the rejected rows.
 
@@ -139,7 +157,7 @@ def collect_keys(
     )
 
 
-def check_transforms(targets: TargetsConfig) -> None:
+def check_transforms(targets: KeyRules) -> None:
     """Refuse a transform of no key column: it would be skipped, and the keys change.
 
     Checked here, after the source's columns were found, and not as the job loads: a
@@ -172,7 +190,7 @@ def merged(parts: list[KeySet], distinct_keys: int) -> KeySet:
     )
 
 
-def _slice_keys(piece: pa.Table, targets: TargetsConfig) -> tuple[pa.Array, pa.Array]:
+def _slice_keys(piece: pa.Table, targets: KeyRules) -> tuple[pa.Array, pa.Array]:
     """The keys of some rows, and each row's first failed check as an index into the
     reasons (null when the row is valid): strings are only made for rejected rows."""
     code = pa.nulls(piece.num_rows, _CODE)
@@ -221,7 +239,7 @@ def _may_hold_invisible(values: pa.Array) -> bool:
 
 
 def _rejected_rows(
-    table: pa.Table, targets: TargetsConfig, code: pa.Array, reasons: list[str], first_row: int
+    table: pa.Table, targets: KeyRules, code: pa.Array, reasons: list[str], first_row: int
 ) -> pa.Table:
     """Row number, reason, then the raw key values, by position.
 

@@ -6,12 +6,11 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sync.config import SyncConfig
 from sync.core.fold import Folded, fold_array
 from sync.core.hashing import first_distinct, isin
 from sync.core.keys import KEY_TYPE, KeySet, concat
@@ -24,6 +23,38 @@ Strategy = Literal["reload", "per_target", "defer"]
 PENDING_SCHEMA = pa.schema([("key", KEY_TYPE), ("since", pa.string())])
 # The contact ids a run learned for a unicity value (a look-up may find several).
 IDS_SCHEMA = pa.schema([("key", KEY_TYPE), ("ids", pa.list_(pa.string()))])
+
+
+class PlanRules(Protocol):
+    """The job's ``sync`` rules as planning reads them (``sync.config.SyncConfig``
+    satisfies it): core imports nothing of the config."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def removals(self) -> str: ...
+
+    @property
+    def chunk_size(self) -> int: ...
+
+    @property
+    def reload_cost_factor(self) -> float: ...
+
+    @property
+    def defer_removals_ratio(self) -> float: ...
+
+    @property
+    def defer_removals_days(self) -> int: ...
+
+    @property
+    def min_rows(self) -> int: ...
+
+    @property
+    def max_rejected_ratio(self) -> float: ...
+
+    @property
+    def max_removed_ratio(self) -> float: ...
 
 
 def no_pending() -> pa.Table:
@@ -107,7 +138,7 @@ class Plan:
 def make_plan(
     holding: Holding,
     source: pa.Array | Folded,
-    rules: SyncConfig,
+    rules: PlanRules,
     *,
     by_id: bool = False,
     lookups: bool = False,
@@ -177,7 +208,7 @@ def make_plan(
 
 
 def _every_key(
-    holding: Holding, rules: SyncConfig, full_refresh: bool, *, changes: bool
+    holding: Holding, rules: PlanRules, full_refresh: bool, *, changes: bool
 ) -> tuple[Action, str] | None:
     """The action and reason of a plan that must send every key, if it must."""
     if full_refresh:
@@ -257,7 +288,7 @@ def _unknown_ids(gone: pa.Array, ids: pa.Table) -> int:
 
 
 def _costs(
-    source: int, added: int, removals: int, rules: SyncConfig, per_target: bool
+    source: int, added: int, removals: int, rules: PlanRules, per_target: bool
 ) -> dict[str, Cost]:
     """``removals``: the requests that remove the leaving targets one by one, look-ups
     of their contact ids included."""
@@ -299,7 +330,7 @@ def _pending(before: pa.Table, gone: pa.Array, today: date) -> pa.Table:
     return pa.Table.from_arrays([gone, since.cast(pa.string())], schema=PENDING_SCHEMA)
 
 
-def _deferral_due(pending: pa.Table, previous: int, rules: SyncConfig, today: date) -> str:
+def _deferral_due(pending: pa.Table, previous: int, rules: PlanRules, today: date) -> str:
     """Why deferred removals must be applied now; empty while they may wait."""
     ratio = len(pending) / previous if previous else 1.0
     if ratio > rules.defer_removals_ratio:
@@ -318,7 +349,7 @@ def _deferral_due(pending: pa.Table, previous: int, rules: SyncConfig, today: da
     return ""
 
 
-def check_safeguards(plan: Plan, keyset: KeySet, rules: SyncConfig) -> list[str]:
+def check_safeguards(plan: Plan, keyset: KeySet, rules: PlanRules) -> list[str]:
     """Why this plan must not run unattended; empty when it may."""
     problems = []
     if keyset.rows_read == 0 and keyset.rows_filtered:

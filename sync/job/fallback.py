@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from sync.core.keys import KEY_TYPE, KeySet
 from sync.core.plan import Plan, check_safeguards
 from sync.errors import RefusedError
-from sync.lookup import LookupStats, LookupUnavailable
-from sync.report.counts import count_plan
+from sync.job.counts import count_plan
 from sync.report.model import JobReport
+from sync.send.lookup import LookupStats, LookupUnavailable
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 def read_job_source(job: Job, columns: list[str] | None = None) -> SourceTable:
     """The job's source; the readers (pyarrow) are imported only when a file is read, so a
     run that finds its file unchanged starts without them."""
-    from sync.read.job import read_job_source as read
+    from sync.job.source import read_job_source as read
 
     return read(job, columns)
 
@@ -177,7 +177,7 @@ class SharedSource:
     ) -> None:
         self.fan = fan
         self.frame = frame
-        from sync.read.job import source_columns
+        from sync.job.source import source_columns
 
         self.columns = list(dict.fromkeys(c for job in jobs for c in source_columns(job)))
         self._read = read

@@ -21,14 +21,14 @@ from sync.console.progress import Progress
 from sync.core.fold import Fold, Folded
 from sync.core.keys import KEY_TYPE, KeySet, merged
 from sync.errors import StoppedError
-from sync.read.ahead import read_ahead
-from sync.read.batches import Unstreamable, read_batches
-from sync.read.job import (
+from sync.job.source import (
     collect_job_keys,
     read_job_source,
     source_columns,
     source_spec,
 )
+from sync.read.ahead import read_ahead
+from sync.read.batches import Unstreamable, read_batches
 from sync.read.sources import SourceTable
 from sync.state.scan import Scanned
 

@@ -30,16 +30,17 @@ from sync.errors import (
     as_error,
     translated,
 )
+from sync.job.counts import count_keys, count_plan, count_requests, count_rows
 from sync.job.fallback import Fallback, count_lookups, reload_instead
 from sync.job.fold import fold_source
 from sync.job.route import Route, decide, facts_of
 from sync.job.same_set import Checked, same_set, will_hash
-from sync.lookup import LookupUnavailable
-from sync.read.job import collect_job_keys, read_downloaded, read_job_source
+from sync.job.source import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
-from sync.report.counts import count_keys, count_plan, count_requests, count_rows, write_rejects
 from sync.report.model import JobReport
 from sync.report.phases import PhaseTimer
+from sync.send.lookup import LookupUnavailable
+from sync.state.rejects import write_rejects
 from sync.state.scan import Scanned, scan_state
 from sync.state.seal import SourceProof, job_shape, proof_beside, seal_run
 from sync.state.store import Store, local_store, store_for
@@ -47,7 +48,7 @@ from sync.state.store import Store, local_store, store_for
 if TYPE_CHECKING:
     from sync.job.fanout import SharedSource
     from sync.np6.client import NP6Client
-    from sync.push import PushResult
+    from sync.send.push import PushResult
 
 log = logging.getLogger("np6sync.run")
 
@@ -322,8 +323,8 @@ def _fold(run: JobRun) -> None:
 def _send(run: JobRun, plan: Plan) -> PushResult:
     """Check NP6, open the journal, push ``plan``, and save what NP6 acknowledged."""
     # Only a run that changes the segment needs the client's side: requests and the rest.
-    from sync.preflight import preflight
-    from sync.push import push_plan
+    from sync.send.push import push_plan
+    from sync.verify.preflight import preflight
 
     run.plan = plan
     job, store = run.job, run.store

@@ -219,11 +219,12 @@ def record_history(job: Job, report: JobReport, started_at: datetime, request: R
 
 
 def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Client]) -> None:
-    from sync.verify import comparison_text, verify_job
+    from sync.job.source import source_keys
+    from sync.verify.listing import comparison_text, verify_job
 
     client = connect()
     try:
-        result = verify_job(job, client)
+        result = verify_job(job, client, source_keys)
     except Exception as failure:  # the edge of the read-back: its failure is the job's
         report.fail(as_error(failure, "read the segment back"), "verify")
         return

@@ -30,7 +30,7 @@ from sync.config import Job
 from sync.core.fold import Folded
 from sync.core.hashing import SetPrint, set_print
 from sync.core.keys import KEY_TYPE
-from sync.read.job import local_size
+from sync.job.source import local_size
 from sync.state import local
 from sync.state.scan import picker, read_keys
 from sync.state.seal import state_vouched

@@ -6,11 +6,8 @@ import functools
 import hashlib
 import logging
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -19,7 +16,6 @@ import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 
-from sync import __version__
 from sync.config import Settings
 from sync.errors import (
     EXIT_FAILED,
@@ -45,9 +41,11 @@ from sync.np6.retry import (
     retry_policy,
     unreachable_cause,
 )
+from sync.np6.stats import ClientStats
 from sync.np6.throttle import AdaptiveConcurrency, RateLimiter
+from sync.version import version
 
-USER_AGENT = f"np6-sync/{__version__}"
+USER_AGENT = f"np6-sync/{version()}"
 log = logging.getLogger("np6sync.np6")
 JSON = "application/json"
 T = TypeVar("T")
@@ -60,40 +58,6 @@ _HINTS = {
     429: "rate limited",
     503: "NP6 is unavailable (maintenance?)",
 }
-
-
-@dataclass
-class ClientStats:
-    """What the client did, for the report. Updated from several threads."""
-
-    calls: dict[str, int] = field(default_factory=lambda: {"put": 0, "delete": 0, "post": 0})
-    retries: int = 0
-    retry_wait_s: float = 0.0
-    rate_limit_wait_s: float = 0.0
-    request_ids: deque[str] = field(default_factory=lambda: deque(maxlen=20))
-    # The last X-RateLimit-* headers seen, as sent: their unit is not documented.
-    quota: dict[str, str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count_call(self, method: str) -> None:
-        with self._lock:
-            key = method.lower()
-            self.calls[key] = self.calls.get(key, 0) + 1
-
-    def count_retry(self, wait: float, rate_limited: bool) -> None:
-        with self._lock:
-            self.retries += 1
-            self.retry_wait_s += wait
-            if rate_limited:
-                self.rate_limit_wait_s += wait
-
-    def count_throttle(self, wait: float) -> None:
-        with self._lock:
-            self.rate_limit_wait_s += wait
-
-    def saw_quota(self, headers: dict[str, str]) -> None:
-        with self._lock:
-            self.quota = dict(headers)
 
 
 def make_session(settings: Settings, api_key: str) -> requests.Session:

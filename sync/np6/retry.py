@@ -18,7 +18,7 @@ from sync.config import RetryConfig
 from sync.errors import ApiError, RetriableApiError
 
 if TYPE_CHECKING:
-    from sync.np6.client import ClientStats
+    from sync.np6.stats import ClientStats
 
 log = logging.getLogger("np6sync.np6")
 

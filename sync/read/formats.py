@@ -7,6 +7,7 @@ import of pyarrow: the job loader runs on every command, ``--help`` included.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 Format = Literal["csv", "parquet"]
@@ -44,3 +45,12 @@ def expected_names() -> str:
     parquet = [s for s, f in FORMATS.items() if f == "parquet"]
     names = [csv[0], *(csv[0] + c for c in COMPRESSIONS), *csv[1:], *parquet]
     return ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def url_scheme(path: str) -> str | None:
+    """``s3`` for ``s3://bucket/key``; None for a local path."""
+    match = _URL.match(path)
+    return match.group(1).lower() if match else None

@@ -20,9 +20,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sync.config import url_scheme
 from sync.errors import SourceError, UsageError, foreign_errors
 from sync.read.csv_source import one_line
+from sync.read.formats import url_scheme
 from sync.read.sources import SourceSpec, SourceTable, read_source
 
 # The extra of np6-sync that installs each scheme's fsspec backend.

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sync import __version__
 from sync.report.model import JobReport
 from sync.state.files import open_private, write_all
+from sync.version import version
 
 log = logging.getLogger("np6sync.history")
 
@@ -77,7 +77,7 @@ def history_entry(
         "duration_s": round(job.duration_s, 3),
         "error": job.error,
         "exit_code": job.exit_code,
-        "version": __version__,
+        "version": version(),
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,8 +23,16 @@ from sync.core.plan import IDS_SCHEMA, PENDING_SCHEMA, Holding, no_ids, no_pendi
 from sync.errors import StateError
 from sync.read.ahead import read_ahead
 
-if TYPE_CHECKING:
-    from sync.state.local import StateStore
+
+class LocalState(Protocol):
+    """What a scan asks of a local state (``sync.state.local.StateStore``)."""
+
+    path: Path
+
+    def has_journal(self) -> bool: ...
+
+    def metadata(self) -> dict[str, Any]: ...
+
 
 REMEDY = "run with --full-refresh to clear the segment and rebuild the state from the source"
 
@@ -104,7 +112,7 @@ class Scanned:
         return read_keys(self.path)
 
 
-def scan_state(store: StateStore) -> Scanned | None:
+def scan_state(store: LocalState) -> Scanned | None:
     """None when the state must be loaded whole: no state file, or a journal to replay."""
     if store.has_journal() or not store.path.exists():
         return None

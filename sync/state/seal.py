@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sync import __version__
 from sync.errors import LockedError, translated
 from sync.state.files import atomic_write, open_private
+from sync.version import version
 
 if TYPE_CHECKING:
     from sync.config import Job
@@ -68,7 +68,7 @@ def job_shape(job: Job, media_type: str | None) -> str:
     keys (a condition on the date is never sealed at all: ``sync.job.route``).
     """
     shape = {
-        "np6sync": __version__,
+        "np6sync": version(),
         "libraries": {name: _version(name) for name in ("pyarrow", "polars", "sqlglot")},
         "time_zone": [os.environ.get("TZ"), *time.tzname],
         "state_version": STATE_VERSION,

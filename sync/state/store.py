@@ -86,12 +86,11 @@ def _s3(job: Job) -> Store:
 # Which class keeps a state, by the scheme of `state.path` (None: a local path). The job
 # file's validation refuses the schemes not listed here.
 _HOMES: dict[str | None, Callable[[Job], Store]] = {None: _local, "s3": _s3}
-STATE_SCHEMES = tuple(scheme for scheme in _HOMES if scheme is not None)
 
 
 def store_for(job: Job) -> Store:
     """The job's state, wherever ``state.path`` puts it."""
-    from sync.config import url_scheme
+    from sync.read.formats import url_scheme
 
     scheme = url_scheme(job.state_url) if job.state_url is not None else None
     return _HOMES[scheme](job)

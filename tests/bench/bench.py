@@ -568,7 +568,7 @@ class Bench:
     def seed_direct(self, job: Path, emulator: Emulator, segment: int, tag: str) -> None:
         """The state a first load would leave, written in-process (no push)."""
         from sync.config import load_job
-        from sync.read.job import load_keys
+        from sync.job.source import load_keys
         from sync.state.local import StateStore
 
         started = time.perf_counter()
@@ -577,7 +577,7 @@ class Bench:
         StateStore(loaded.state_path, loaded.segment_id, loaded.targets.definition()).save(keys)
         emulator.set_members(segment, keys.to_pylist())
         self.notes.append(
-            f"{tag}: state seeded in-process (sync.read.job.load_keys + StateStore.save, "
+            f"{tag}: state seeded in-process (sync.job.source.load_keys + StateStore.save, "
             f"{time.perf_counter() - started:.1f} s), no first-load push"
         )
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 from sync.config import load_job
 from sync.core.keys import build_keys
 from sync.core.plan import make_plan
-from sync.read.job import source_spec as _source_spec
+from sync.job.source import source_spec as _source_spec
 from sync.read.sources import read_source
 from sync.state.local import StateStore
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from sync.config import Job
 from sync.core.keys import KeySet
 from sync.core.plan import Plan
 from sync.report.model import JobReport, Requests
-from sync.state.files import atomic_write
 
 if TYPE_CHECKING:
     from sync.np6.client import NP6Client
@@ -59,27 +56,3 @@ def count_requests(report: JobReport, client: NP6Client) -> None:
     report.retry_wait_s = stats.retry_wait_s
     report.rate_limit_wait_s = stats.rate_limit_wait_s
     report.lowest_concurrency = client.gate.lowest
-
-
-def write_rejects(job: Job, keyset: KeySet) -> str | None:
-    """Rejected rows go to the job's rejects file (``rejects.path``, by default
-    ``<name>.rejects.csv`` beside the state, remote or local); no rejects, no file."""
-    url = job.rejects_url
-    if url is not None:
-        from sync.read.remote import display_url
-        from sync.state.s3_objects import write_whole  # s3fs only for a job that uses S3
-
-        data = None
-        if keyset.rows_rejected:
-            buffer = io.BytesIO()
-            pacsv.write_csv(keyset.rejected, buffer)
-            data = buffer.getvalue()
-        write_whole(url, data, "write the rejects file")
-        return display_url(url) if data is not None else None
-    path = job.rejects_path
-    if not keyset.rows_rejected:
-        path.unlink(missing_ok=True)
-        return None
-    with atomic_write(path) as f:
-        pacsv.write_csv(keyset.rejected, f)
-    return str(path)

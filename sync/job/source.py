@@ -1,12 +1,17 @@
-"""A job's source, read as its job file describes it, and the keys built from it."""
+"""A job's source, read as its job file describes it, and the keys built from it (the
+job's glue over sync.read, the readers, and sync.core.keys)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sync.config import Job
 from sync.core.keys import KeySet, collect_keys, distinct
 from sync.read.sources import SourceSpec, SourceTable, read_source
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def source_columns(job: Job) -> list[str]:
@@ -70,3 +75,8 @@ def source_spec(job: Job) -> SourceSpec:
         delimiter=job.source_delimiter,
         encoding=job.source.encoding,
     )
+
+
+def source_keys(job: Job) -> pa.Array:
+    """The distinct keys of the job's source, read whole (for the read-back: sync.verify)."""
+    return load_keys(job).keys

@@ -19,8 +19,8 @@ from sync.config import Job
 from sync.console.progress import NullProgress, Progress
 from sync.core.plan import Plan, no_ids
 from sync.errors import FatalApiError, Np6SyncError, UnexpectedAnswerError, as_error, translated
-from sync.lookup import LookupStats, UnicityRemover
 from sync.np6.client import NP6Client
+from sync.send.lookup import LookupStats, UnicityRemover
 from sync.state.local import Journal
 
 # Sees each acknowledged chunk and NP6's count; an error it returns stops the sending.

@@ -6,6 +6,7 @@ NP6 lists a segment's members as target ids, so both need `identify_by: id`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,7 @@ from sync.core.keys import KEY_TYPE, concat
 from sync.core.plan import Plan, no_pending
 from sync.errors import RefusedError, UsageError, translated
 from sync.np6.client import NP6Client
-from sync.push import push_plan
-from sync.read.job import load_keys
+from sync.send.push import push_plan
 from sync.state.files import atomic_write
 from sync.state.store import store_for
 
@@ -52,17 +52,19 @@ class VerifyResult:
 def verify_job(
     job: Job,
     client: NP6Client,
+    source_keys: Callable[[Job], pa.Array],
     *,
     repair: bool = False,
     force: bool = False,
     concurrency: int = 4,
     stop: threading.Event | None = None,
 ) -> VerifyResult:
-    """Compare the segment with the source (and the state); with ``repair``, add what is
-    missing and remove what is extra, one target at a time, then compare again. The state
-    becomes what the segment holds."""
+    """Compare the segment with the source's distinct keys (``source_keys``: the job's
+    reader, sync.job.source) and the state; with ``repair``, add what is missing and
+    remove what is extra, one target at a time, then compare again. The state becomes
+    what the segment holds."""
     require_ids(job, "verify")
-    source = load_keys(job).keys
+    source = source_keys(job)
     store = store_for(job)
     with translated("read back the segment beside its state"), store.lock(job.name):
         state = store.load().keys
