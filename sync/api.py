@@ -97,11 +97,13 @@ def plan(job: JobSpec, source: Any = None, **options: Any) -> RunReport:
 
 
 def _raise_before_sending(report: RunReport) -> None:
-    """A problem of the job's source (unreadable, a column missing, a value unmapped)
-    raises, as before anything is sent; a job that got further returns its report."""
-    for job in report.jobs:
-        if job.failure is not None and job.phase == "read":
-            raise job.failure
+    """A problem of the source (unreadable, a column missing, a value unmapped) that
+    stopped every job at its read raises, as nothing was sent; once one job got further
+    (a fan-out's first segment sent, the next one's condition failed), the report is
+    returned, failures included."""
+    failures = [job.failure for job in report.jobs if job.phase == "read"]
+    if report.jobs and len(failures) == len(report.jobs) and failures[0] is not None:
+        raise failures[0]
 
 
 def _entries(job: JobSpec, source: Any, segment: str | None) -> list[Entry]:
@@ -119,8 +121,8 @@ def _entries(job: JobSpec, source: Any, segment: str | None) -> list[Entry]:
         from sync.read.frames import LABEL
 
         given = {**given, "path": LABEL, "format": "parquet"}
-    elif isinstance(source, str | os.PathLike):
-        given = {**given, "path": os.fspath(source)}
+    elif isinstance(source, str | os.PathLike):  # relative to the caller, as Python reads
+        given = {**given, "path": os.path.abspath(os.fspath(source))}
     elif source is not None:
         raise UsageError(
             "source must be a path, a pandas or polars DataFrame, or a pyarrow Table, "

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,3 +179,13 @@ def np6_client(emulator: Emulator, key: str = API_KEY, attempts: int = 3, **sett
         ),
         stats=stats,
     )
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """Until ``condition()`` holds (a poll, never a fixed sleep); AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)

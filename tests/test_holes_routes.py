@@ -284,8 +284,8 @@ def test_a_segments_where_adds_to_the_jobs_where(tmp_path, fan_emulator, cli, mo
     job = json.loads((tmp_path / "tiers.yaml").read_text())
     del job["segment_by"]
     job["segments"] = [
-        {"name": "gold", "segment_id": GOLD, "where": "tier = 'gold'"},
-        {"name": "silver", "segment_id": SILVER, "where": "tier <> 'gold'"},
+        {"name": "tiers.gold", "segment_id": GOLD, "where": "tier = 'gold'"},
+        {"name": "tiers.silver", "segment_id": SILVER, "where": "tier <> 'gold'"},
     ]
     (tmp_path / "tiers.yaml").write_text(json.dumps(job))
     result = cli("run", tmp_path / "tiers.yaml", "--config", config)

@@ -20,6 +20,7 @@ from conftest import (
     run_process,
     settings_file,
     state_snapshot,
+    wait_for,
     write_csv,
 )
 from sync.emulator import Emulator
@@ -46,14 +47,6 @@ def start_run(job: Path, config: Path, env: dict[str, str], *extra: str) -> subp
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.002)
 
 
 def journaled_keys(store: StateStore) -> set[str]:

@@ -30,6 +30,7 @@ from conftest import (
     run_job,
     run_process,
     settings_file,
+    wait_for,
     write_csv,
 )
 from sync.emulator import Emulator
@@ -139,14 +140,6 @@ def emails_set(start: int, stop: int) -> set[str]:
 
 def puts_answered(emulator: Emulator) -> int:
     return sum(1 for c in emulator.calls if c.method == "PUT" and c.status == 200)
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def start_run(job: Path, config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -372,9 +365,11 @@ def test_rejects_go_where_rejects_path_says_and_go_away_without_rejects(
     folder = tmp_path / "remote-state"
     folder.mkdir()
     remote.put_csv("in/list.csv", [*emails(0, 30), [""]], tmp_path)
-    job = remote_job(folder, remote, rejects={"path": "rejected/list.csv"})
+    # (Another segment: the first is filled, and a new state on it would be refused, P#8.)
+    job = remote_job(folder, remote, segment_id=99, rejects={"path": "rejected/list.csv"})
     report = run_job(cli, job, config)
     assert report["rejects_file"] == str(folder / "rejected" / "list.csv")
+
     assert (folder / "rejected" / "list.csv").is_file()
     assert "state/list.rejects.csv" not in remote.names()
     assert emulator.members(SEGMENT) == emails_set(0, 30)

@@ -21,7 +21,9 @@ REASON = "the source's bytes, the job and the state are those of the last run"
 ROUTE = "same bytes (sha256), same job, state untouched since the last acknowledged run"
 
 
-def quick_run(job: Job, *, media_type: str | None, source: Path) -> JobReport | None:
+def quick_run(
+    job: Job, *, media_type: str | None, source: Path, account: str | None = None
+) -> JobReport | None:
     """The report of a run with nothing to do, when the seal proves it; else None.
     Only for a route that may seal (``sync.job.route``); a URL source is proven by its
     downloaded copy, ``source``."""
@@ -31,7 +33,7 @@ def quick_run(job: Job, *, media_type: str | None, source: Path) -> JobReport | 
     started = time.monotonic()
     try:
         with job_lock(state.with_name(state.name + ".lock"), job.name):
-            counts = unchanged_counts(state, job_shape(job, media_type), source)
+            counts = unchanged_counts(state, job_shape(job, media_type, account), source)
     except (LockedError, OSError):
         return None  # the full run reports the holder, or what is wrong with the folder
     if counts is None:

@@ -61,6 +61,7 @@ class RunOptions:
     media_type: str | None = None  # the settings' unicity_media_type: it shapes the keys
     downloaded: Path | None = None  # the job's URL source, downloaded: read and sealed there
     route: Route | None = None  # decided by the door (sync.job.runs); else from the job
+    account: str | None = None  # the settings' base_url: the seal speaks of one account
 
 
 @dataclass
@@ -166,7 +167,8 @@ def _phases(run: JobRun) -> None:
             _settle_push(run, pushed)  # its failure is the send's
 
         if run.proof is not None and not len(run.plan.pending):  # deferred removals: never
-            seal_run(run.job, run.options.media_type, run.proof, run.report)
+            options = run.options
+            seal_run(run.job, options.media_type, run.proof, run.report, options.account)
 
 
 def _phase(run: JobRun, name: str) -> None:
@@ -282,7 +284,7 @@ def _fold_whole(run: JobRun) -> None:
     with run.timer("diff"):
         same = Checked()
         if run.route.print:  # the print is trusted only for a state its seal vouches for
-            shape = job_shape(run.job, run.options.media_type)
+            shape = job_shape(run.job, run.options.media_type, run.options.account)
             same = same_set(local_store(run.job), run.keyset.keys, shape=shape)
     if same.folded is not None:
         run.report.route = "printed"

@@ -172,8 +172,10 @@ def _run(
 ) -> JobReport:
     """The job answered from its seal when that proves nothing changed, else run in full."""
     media_type = request.settings.unicity_media_type
+    account = request.settings.base_url.rstrip("/")
     if route.seal:
-        quick = quick_run(job, media_type=media_type, source=local or job.source_path)
+        source = local or job.source_path
+        quick = quick_run(job, media_type=media_type, source=source, account=account)
         if quick is not None:
             quick.route_reason = f"{quick.route_reason}; {route.reason}"
             return quick
@@ -187,6 +189,7 @@ def _run(
         media_type=media_type,
         downloaded=local,
         route=route,
+        account=account,
     )
     return run_job(
         job,

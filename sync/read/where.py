@@ -52,33 +52,76 @@ class Traits:
     casts: tuple[str, ...]  # the types it casts text to, each tried once at load
 
 
-# Functions that sqlglot does not know by name (Anonymous) and that read the clock.
-_CLOCK_NAMES = frozenset({"NOW", "TODAY", "SYSDATE", "GETDATE", "LOCALTIMESTAMP", "LOCALTIME"})
+# Words that read the clock or draw at random, whatever the parser makes of them (sqlglot
+# knows some as nodes of their own, others as anonymous functions): outside quotes, any of
+# them and the condition is never sealed. A word too many costs one read of the file.
+_CLOCK = re.compile(
+    r"\b(NOW|TODAY|SYSDATE|SYSTIMESTAMP|GETDATE|LOCALTIME|LOCALTIMESTAMP|CURRENT_DATE|"
+    r"CURRENT_TIME|CURRENT_TIMESTAMP|CURRENT_DATETIME|RANDOM|RAND|UUID|GEN_RANDOM_UUID)\b",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+# The nodes of polars' own expression (its serialized plan) that look at other rows: an
+# aggregate, a window, a subquery's scan, a rank, a shift... sqlglot does not know every
+# aggregate polars accepts by name (QUANTILE_CONT, VAR, STDEV_SAMP parse as anonymous).
+_OTHER_ROWS = frozenset(
+    {
+        "Agg", "Over", "Window", "Quantile", "DataFrameScan", "Implode", "CumSum",
+        "CumCount", "CumProd", "CumMin", "CumMax", "Shift", "Diff", "Rank", "Unique",
+        "NUnique", "SortBy", "Median", "Std", "Var", "Mode", "ArgMin", "ArgMax", "Corr",
+        "Cov", "Skew", "Kurtosis", "IsUnique", "IsDuplicated", "IsFirstDistinct",
+        "IsLastDistinct", "PctChange", "Rolling", "RollingExpr", "EwmMean", "Interpolate",
+        "ForwardFill", "BackwardFill", "FillNullWithStrategy",
+    }
+)  # fmt: skip
+# Dialects tried in turn: polars' SQL is close to PostgreSQL's, and takes MySQL's
+# backquoted names too.
+_DIALECTS = ("postgres", "mysql", "duckdb")
 
 
 @cache
 def traits(condition: str) -> Traits:
-    """The condition's traits; one sqlglot cannot parse (a polars-only spelling) is taken
-    to read the clock, so that it is never sealed, and is tried on rows as ever."""
+    """The condition's traits, from sqlglot's tree and polars' own; ValueError when no
+    dialect parses it (it could not be told whether it looks at other rows)."""
     import sqlglot
     from sqlglot import exp
 
-    try:
-        tree = sqlglot.parse_one(condition, read="postgres")
-    except sqlglot.errors.SqlglotError:
-        return Traits(None, clock=True, casts=())
+    tree = None
+    for dialect in _DIALECTS:
+        try:
+            tree = sqlglot.parse_one(condition, read=dialect)
+            break
+        except sqlglot.errors.SqlglotError:
+            continue
+    if tree is None:
+        raise ValueError(
+            "cannot be analysed (is it standard SQL? name columns in double quotes): "
+            "whether it looks at other rows cannot be told"
+        )
     other = next(tree.find_all(exp.AggFunc, exp.Window, exp.Subquery, exp.Select), None)
     other_rows = None
     if other is not None:
         other_rows = other.sql_name() if isinstance(other, exp.Func) else "a subquery"
         if isinstance(other, exp.Window):
             other_rows = f"a window ({other.this.sql_name()} OVER ...)"
+    other_rows = other_rows or _other_rows_in_plan(condition)
     clock_nodes = (exp.CurrentDate, exp.CurrentTimestamp, exp.CurrentTime, exp.Rand)
-    clock = any(True for _ in tree.find_all(*clock_nodes)) or any(
-        node.name.upper() in _CLOCK_NAMES for node in tree.find_all(exp.Anonymous)
-    )
+    clock = any(True for _ in tree.find_all(*clock_nodes))
+    clock = clock or bool(_CLOCK.search(_QUOTED.sub("''", condition)))
     casts = tuple(sorted({cast.to.sql(dialect="postgres") for cast in tree.find_all(exp.Cast)}))
     return Traits(other_rows, clock, casts)
+
+
+def _other_rows_in_plan(condition: str) -> str | None:
+    """The first node of polars' plan of the condition that looks at other rows."""
+    import polars as pl
+
+    try:
+        plan = parse(condition).meta.serialize(format="json")
+    except (ValueError, pl.exceptions.PolarsError):
+        return None  # the parse itself says what is wrong, at load
+    nodes = set(re.findall(r'"([A-Za-z]+)"', plan)) & _OTHER_ROWS
+    return f"{sorted(nodes)[0]} in polars' plan" if nodes else None
 
 
 def columns_of(condition: str) -> list[str]:
@@ -92,7 +135,7 @@ def check(condition: str) -> str:
     import polars as pl
 
     expr = parse(condition)
-    found = traits(condition)
+    found = traits(condition)  # ValueError when no dialect parses it
     if found.other_rows is not None:
         raise ValueError(
             f"looks at other rows ({found.other_rows}): a condition chooses each row by "
@@ -147,9 +190,21 @@ def keep_mask(condition: str, table: pa.Table, path: str) -> pa.Array:
         kept = frame.select(parse(condition).alias("keep")).to_series().to_arrow()
     except pl.exceptions.PolarsError as exc:
         # A CAST of a value that is no number, for instance: the data, not the job.
-        said = _without_values(_one_line(exc))
-        raise SourceError(f"{path}: source.where {condition!r}: {said}") from None
+        raise SourceError(f"{path}: source.where {condition!r}: {_shown(exc)}") from None
     return kept.fill_null(False).cast(pa.bool_())
+
+
+def _shown(exc: BaseException) -> str:
+    """polars' message when it has the one shape known to quote values (a cast's
+    ``values: [...]``), those stripped; any other (a regex built from a value, ...) is
+    not shown: it may quote the file's data."""
+    text = _one_line(exc)
+    if _VALUES.search(text) or _VALUES_TO_END.search(text):
+        return _without_values(text)
+    return (
+        f"polars could not evaluate it on the file's data ({type(exc).__name__}; its "
+        "message is not shown: it may quote the file's values)"
+    )
 
 
 def _without_values(text: str) -> str:

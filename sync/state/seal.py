@@ -60,7 +60,7 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def job_shape(job: Job, media_type: str | None) -> str:
+def job_shape(job: Job, media_type: str | None, account: str | None = None) -> str:
     """A digest of everything that could change the keys, or the plan, built from the file.
 
     The whole job is in it, not only its key definition: a doubt costs one full read. So
@@ -76,6 +76,9 @@ def job_shape(job: Job, media_type: str | None) -> str:
         "job": job.model_dump(mode="json"),
         "source": str(job.source_path.resolve()) if job.source_url is None else None,
         "media_type": media_type,
+        # The NP6 account the state speaks of (its base URL): a job moved from staging to
+        # production is not answered from staging's seal.
+        "account": account,
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
@@ -175,10 +178,16 @@ def write_seal(state: Path, shape: str, proof: SourceProof, counts: dict[str, An
         f.write(json.dumps(seal).encode())
 
 
-def seal_run(job: Job, media_type: str | None, proof: SourceProof, report: JobReport) -> None:
+def seal_run(
+    job: Job,
+    media_type: str | None,
+    proof: SourceProof,
+    report: JobReport,
+    account: str | None = None,
+) -> None:
     """After a run that left the segment equal to the source (with the job's lock held)."""
     with translated("save the state's seal"):
-        write_seal(job.state_path, job_shape(job, media_type), proof, asdict(report))
+        write_seal(job.state_path, job_shape(job, media_type, account), proof, asdict(report))
 
 
 def drop_seal(state: Path) -> None:
