@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import logging
 import os
 import sys
@@ -103,7 +104,7 @@ def _load(ref: str) -> Callable[..., Any]:
 
 def _json_asked(words: list[str]) -> bool:
     """--log-format json among the words: then even a usage error is a JSON line."""
-    pairs = zip(words, [*words[1:], ""], strict=True)
+    pairs = itertools.pairwise(words)  # no words at all: no pair (np6-sync alone)
     return "--log-format=json" in words or ("--log-format", "json") in pairs
 
 

@@ -370,7 +370,12 @@ def load_settings(path: str | Path | None, environ: dict[str, str] | None = None
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(str(path or "settings"), format_validation_error(exc)) from None
+        problems = format_validation_error(exc)
+        if environ.get("NP6_BASE_URL"):  # the value came from the environment, not the file
+            problems = [
+                p.replace("base_url:", "base_url (from NP6_BASE_URL):", 1) for p in problems
+            ]
+        raise ConfigError(str(path or "settings"), problems) from None
 
 
 def job_identity(path: str) -> tuple[str, int | None]:

@@ -234,3 +234,14 @@ def test_a_key_that_may_read_but_not_write_exits_2_nothing_sent(tmp_path) -> Non
     assert "lacks the right to add targets to segment 1234" in (report.error or "")
     assert [r.method for r in adapter.sent] == ["GET", "PUT"]
     assert report.targets_accepted == 0
+
+
+@pytest.mark.parametrize("option", ["--report-json", "--summary-md", "--metrics-file"])
+def test_an_output_that_cannot_be_written_stops_the_run_before_sending(
+    tmp_path: Path, emulator, cli, option: str
+) -> None:
+    write_csv(tmp_path / "list.csv", emails(0, 5))
+    job = make_job(tmp_path)
+    result = cli("run", job, "--config", settings_file(tmp_path), option, tmp_path / "no" / "x")
+    assert result.code == 2 and "nothing was sent" in result.out + result.err
+    assert emulator.calls == []

@@ -256,3 +256,13 @@ def test_a_command_without_settings_still_checks_a_config_given(command, tmp_pat
         ).code
         == 0
     )
+
+
+def test_no_words_at_all_is_a_usage_error_not_a_traceback(capsys) -> None:
+    """`np6-sync` alone: the first thing a newcomer types."""
+    with pytest.raises(SystemExit) as exited:  # argparse's own exit, as for every usage error
+        main([])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+
+    assert "the following arguments are required: COMMAND" in err and "Traceback" not in err

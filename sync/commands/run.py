@@ -24,7 +24,7 @@ from sync.config import Job, job_identity, load_settings
 from sync.console.logs import is_terminal, resolve_format, say
 from sync.console.output import output_failed, show
 from sync.console.progress import Board, Progress, make_progress
-from sync.errors import EXIT_FAILED, Np6SyncError, as_error, translated
+from sync.errors import EXIT_FAILED, Np6SyncError, UsageError, as_error, translated
 from sync.job.runs import Request, run_entries
 from sync.report.markdown import write_summary
 from sync.report.model import JobReport, RunReport
@@ -35,6 +35,7 @@ log = logging.getLogger("np6sync")
 
 def run(args: argparse.Namespace) -> int:
     """Parse, run the jobs (sync.job.runs decides and does the rest), render."""
+    _outputs_writable(args)  # before anything is sent: a report nobody can write is exit 2
     phase = "settings"
     try:
         settings = load_settings(config_path(args.config))
@@ -58,6 +59,25 @@ def run(args: argparse.Namespace) -> int:
         )
         ran = run_entries(entries, request)
     return _write_reports(ran.report, args, ran.jobs)
+
+
+_OUTPUTS = ("report_json", "summary_md", "metrics_file")
+
+
+def _outputs_writable(args: argparse.Namespace) -> None:
+    """Each file the run is asked to write goes to a folder that exists and may be
+    written: found out now, not after the segment changed."""
+    for name in _OUTPUTS:
+        path = getattr(args, name, None)
+        if not isinstance(path, Path) or is_stdout(path):
+            continue
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            option = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{option} {path}: its folder {folder} does not exist or cannot be written; "
+                "nothing was sent"
+            )
 
 
 def _failed_before_jobs(args: argparse.Namespace, error: Np6SyncError, phase: str) -> int:

@@ -149,7 +149,7 @@ def check(condition: str) -> str:
     try:
         kind = empty.select(expr.alias("keep")).to_series().dtype
     except pl.exceptions.PolarsError as exc:
-        raise ValueError(f"cannot be evaluated over text columns: {_one_line(exc)}") from None
+        raise ValueError(f"cannot be evaluated over text columns: {_taught(exc)}") from None
     if kind != pl.Boolean:
         raise ValueError(
             f"is not true or false for a row (it gives {kind}): "
@@ -192,6 +192,29 @@ def keep_mask(condition: str, table: pa.Table, path: str) -> pa.Array:
         # A CAST of a value that is no number, for instance: the data, not the job.
         raise SourceError(f"{path}: source.where {condition!r}: {_shown(exc)}") from None
     return kept.fill_null(False).cast(pa.bool_())
+
+
+# What a newcomer's first conditions meet, and what to write instead.
+_HINTS = (
+    (
+        "cannot compare string with numeric",
+        "every column is text: write CAST(column AS INT) (or DOUBLE) to compare it with a number",
+    ),
+    (
+        "'date/datetime/time' to a string",
+        "every column is text: compare DATE(column) or STRPTIME(column, '%Y-%m-%d') with a date",
+    ),
+)
+
+
+def _taught(exc: BaseException) -> str:
+    """polars' message at load (no data in it: the columns are empty), its first sentence
+    only, with what to write instead when the mistake is a known one."""
+    text = _one_line(exc).split(" This error occurred", 1)[0]
+    for found, hint in _HINTS:
+        if found in text:
+            return f"{hint} ({text})"
+    return text
 
 
 def _shown(exc: BaseException) -> str:
