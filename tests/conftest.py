@@ -21,11 +21,12 @@ from sync.emulator import Emulator
 
 API_KEY = "test-key-5f1c9a"
 SEGMENT = 1234
+FIRST_JOB_SEGMENT = 4321  # README's first job (the shipped jobs/ example has 1234)
 
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    with Emulator(API_KEY, segments=[SEGMENT, 99]) as server:
+    with Emulator(API_KEY, segments=[SEGMENT, 99, FIRST_JOB_SEGMENT]) as server:
         yield server
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import FIRST_JOB_SEGMENT
 from sync.cli import _parser, main
 from sync.config import Job, Settings
 from sync.job.fanout import jobs_from
@@ -248,7 +249,7 @@ def test_the_blocks_tagged_run_run_in_order(
         for line in command_lines(block):
             run_line(line, block.name, environ, capsys)
     if page.name == "README.md" and page.parent == ROOT:  # its first job filled the segment
-        assert emulator.members(1234) == FIRST_JOB
+        assert emulator.members(FIRST_JOB_SEGMENT) == FIRST_JOB
 
 
 # The keys of README's first job, after its transforms (strip, lower).
