@@ -4,10 +4,20 @@ The layers themselves are `lint-imports`' contract in pyproject.toml, run by CI.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 import grimp
 
 
-def _cycles(graph: grimp.ImportGraph) -> list[set[str]]:
+class _Graph(Protocol):
+    @property
+    def modules(self) -> set[str]: ...
+
+    def find_modules_directly_imported_by(self, module: str) -> set[str]: ...
+
+
+def _cycles(graph: _Graph) -> list[set[str]]:
     """The strongly connected components of more than one module (Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -46,13 +56,20 @@ def test_no_module_imports_itself_through_others() -> None:
     assert _cycles(grimp.build_graph("sync")) == []
 
 
+@dataclass
+class _Edges:
+    imports: dict[str, set[str]]
+
+    @property
+    def modules(self) -> set[str]:
+        return set(self.imports)
+
+    def find_modules_directly_imported_by(self, module: str) -> set[str]:
+        return self.imports[module]
+
+
 def test_the_cycle_finder_sees_a_circle() -> None:
-    graph = grimp.ImportGraph()
-    for module in ("a", "a.b", "a.c", "a.d"):
-        graph.add_module(module)
-    graph.add_import(importer="a.b", imported="a.c")
-    graph.add_import(importer="a.c", imported="a.b")
-    graph.add_import(importer="a.d", imported="a.b")
+    graph = _Edges({"a": set(), "a.b": {"a.c"}, "a.c": {"a.b"}, "a.d": {"a.b"}})
     assert _cycles(graph) == [{"a.b", "a.c"}]
 
 

@@ -65,7 +65,6 @@ def _by_ids(job: Job, client: NP6Client, repair: bool) -> int:
             f"{MIN_CHECKED_SHARE:.0%} a read-back needs: the segment answers with contact "
             "ids, and np6-sync knows the ids only of the keys runs looked up (to remove "
             "them one by one); the others cannot be told present or missing from here"
-
         )
         return EXIT_FAILED
     print(f"{job.name}: equal as far as known ids tell ({comparison.checked_text()})")

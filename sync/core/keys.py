@@ -52,10 +52,22 @@ TRANSFORMS: Mapping[str, Callable[[pa.ChunkedArray], pa.ChunkedArray]] = {
     "upper": pc.utf8_upper,
     # RE2's \D is ASCII-only, so this keeps exactly 0-9.
     "digits": lambda a: pc.replace_substring_regex(a, pattern=r"\D", replacement=""),
-    "nfkc": lambda a: pc.utf8_normalize(a, form="NFKC"),
+    "nfkc": lambda a: _nfkc(a),
     # strip and nfkc keep them: NFKC maps no zero-width character, and none is whitespace.
     "remove_zero_width": lambda a: pc.replace_substring_regex(a, _ZERO_WIDTH, ""),
 }
+
+
+def _nfkc(values: pa.Array) -> pa.Array:
+    """NFKC by polars: pyarrow's utf8_normalize(form="NFKC") gives NFKD's decomposed
+    forms before pyarrow 26 (``é`` as ``e`` and a combining accent), and keys must not
+    depend on the pyarrow installed."""
+    import polars as pl
+
+    normalized = pl.Series(values=values).str.normalize("NFKC").to_arrow()
+    return normalized.cast(values.type)
+
+
 # Each key column's checks, in order: a row is rejected for the first that fails.
 _CHECKS = ("missing", "empty", "control character in", "zero-width character in")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sync.config import Job
@@ -23,7 +24,7 @@ def write_rejects(job: Job, keyset: KeySet) -> str | None:
         data = None
         if keyset.rows_rejected:
             buffer = io.BytesIO()
-            pacsv.write_csv(keyset.rejected, buffer)
+            pacsv.write_csv(_one_chunk(keyset), buffer)
             data = buffer.getvalue()
         write_whole(url, data, "write the rejects file")
         return display_url(url) if data is not None else None
@@ -32,5 +33,11 @@ def write_rejects(job: Job, keyset: KeySet) -> str | None:
         path.unlink(missing_ok=True)
         return None
     with atomic_write(path) as f:
-        pacsv.write_csv(keyset.rejected, f)
+        pacsv.write_csv(_one_chunk(keyset), f)
     return str(path)
+
+
+def _one_chunk(keyset: KeySet) -> pa.Table:
+    """The rejected rows as one chunk: pyarrow before 17 writes the header line again
+    for each chunk that follows an empty one (the first is always empty)."""
+    return keyset.rejected.combine_chunks()
