@@ -149,3 +149,108 @@ def test_the_report_and_verbose_log_say_the_route_and_why(
     assert _report(out)["route"] == "sealed"
     assert "same bytes (sha256), same job" in str(_report(out)["route_reason"])
     assert emulator.members(SEGMENT) == {f"u{n}@x.com" for n in range(20)}
+
+
+@pytest.mark.parametrize(
+    ("change", "route"),
+    [
+        pytest.param({}, ("whole", True, False, True, "a local file of 1 MiB"), id="plain"),
+        pytest.param(
+            {"size": route.FOLD_BYTES},
+            (
+                "folded",
+                True,
+                False,
+                False,
+                "a local file of 64 MiB (from 64 MiB on, files are read a batch at a time "
+                "against the state's digests)",
+            ),
+            id="large",
+        ),
+        pytest.param(
+            {"size": route.FOLD_BYTES, "where_clock": True},
+            (
+                "folded",
+                False,
+                False,
+                False,
+                "a local file of 64 MiB (from 64 MiB on, files are read a batch at a time "
+                "against the state's digests); never sealed: source.where reads the date or "
+                "time: the same bytes may choose other rows",
+            ),
+            id="large-clock",
+        ),
+        pytest.param(
+            {"size": route.FOLD_BYTES, "state_remote": True},
+            (
+                "whole",
+                False,
+                False,
+                False,
+                "a local file of 64 MiB, read whole (a state in object storage, or a full "
+                "refresh); never sealed: the state is in object storage",
+            ),
+            id="large-state-on-s3",
+        ),
+        pytest.param(
+            {"given": "url", "size": -1},
+            ("whole", True, True, True, "a URL source, downloaded first"),
+            id="url",
+        ),
+        pytest.param(
+            {"given": "url", "size": -1, "state_remote": True},
+            (
+                "whole",
+                False,
+                False,
+                False,
+                "a URL source, read where it lies; never sealed: the state is in object storage",
+            ),
+            id="url-state-on-s3",
+        ),
+        pytest.param(
+            {"size": -1},
+            ("whole", True, False, True, "the job's file"),
+            id="file-not-there",
+        ),
+        pytest.param(
+            {"size": 2048},
+            ("whole", True, False, True, "a local file of 2 KiB"),
+            id="kibibytes",
+        ),
+        pytest.param(
+            {"size": 100},
+            ("whole", True, False, True, "a local file of 100 bytes"),
+            id="bytes",
+        ),
+        pytest.param(
+            {"given": "frame", "size": -1},
+            (
+                "shared",
+                False,
+                False,
+                False,
+                "a DataFrame handed in; never sealed: a DataFrame has no bytes to prove",
+            ),
+            id="dataframe",
+        ),
+        pytest.param(
+            {"fan_out": True, "segments": 3},
+            (
+                "shared",
+                False,
+                False,
+                False,
+                "one read of the file for the fan-out's 3 segments; never sealed: its "
+                "source is shared",
+            ),
+            id="fan-out",
+        ),
+    ],
+)
+def test_each_route_says_what_it_is_and_why_in_words(
+    change: dict[str, object], route: tuple[str, bool, bool, bool, str]
+) -> None:
+    chosen = decide(replace(PLAIN, **change))  # type: ignore[arg-type]
+    assert (chosen.read, chosen.seal, chosen.download, chosen.print, chosen.reason) == route
+    assert chosen.name == chosen.read
