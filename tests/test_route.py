@@ -254,3 +254,48 @@ def test_each_route_says_what_it_is_and_why_in_words(
     chosen = decide(replace(PLAIN, **change))  # type: ignore[arg-type]
     assert (chosen.read, chosen.seal, chosen.download, chosen.print, chosen.reason) == route
     assert chosen.name == chosen.read
+
+
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [
+        pytest.param(0, "a local file of 0 bytes", id="empty"),
+        pytest.param(1023, "a local file of 1,023 bytes", id="under-a-kibibyte"),
+        pytest.param(1024, "a local file of 1 KiB", id="a-kibibyte"),
+        pytest.param((1 << 20) - 1, "a local file of 1,024 KiB", id="under-a-mebibyte"),
+    ],
+)
+def test_sizes_are_said_at_their_boundaries(size: int, said: str) -> None:
+    assert decide(replace(PLAIN, size=size)).reason == said
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        pytest.param({"full_refresh": True}, "a full refresh rebuilds everything", id="refresh"),
+        pytest.param({"dry_run": True}, "a plan records nothing", id="dry-run"),
+    ],
+)
+def test_why_a_run_is_not_sealed_in_words(change: dict[str, object], why: str) -> None:
+    chosen = decide(replace(PLAIN, **change))  # type: ignore[arg-type]
+    assert chosen.reason == f"a local file of 1 MiB; never sealed: {why}"
+
+
+def test_the_facts_of_a_job_as_the_doors_give_them(tmp_path: Path) -> None:
+    write_csv(tmp_path / "list.csv", [["a@x.com"]])
+    job = load_job(make_job(tmp_path))
+    size = (tmp_path / "list.csv").stat().st_size
+    assert facts_of(job) == Facts("file", size, 1, False, False, False, False, False)
+    assert facts_of(job, segments=3, fan_out=True, full_refresh=True, dry_run=True) == Facts(
+        "file", size, 3, True, False, False, True, True
+    )
+    (tmp_path / "list.csv").unlink()  # not there: its reader will say so
+    assert facts_of(job).size == -1
+    remote = load_job(
+        make_job(
+            tmp_path,
+            source={"path": "https://example.invalid/list.csv"},
+            state={"path": "s3://bucket/list.parquet"},
+        )
+    )
+    assert facts_of(remote) == Facts("url", -1, 1, False, True, False, False, False)
