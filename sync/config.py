@@ -172,15 +172,15 @@ class SyncConfig(_Model):
     max_removed_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     min_rows: Annotated[int, Field(ge=0)] = 1
     max_rejected_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
-    # How targets leave the segment when mode is auto (see the README's cost model).
+    # How targets leave the segment when mode is auto (docs/removals.md, the cost model).
     removals: Literal["auto", "reload", "per_target", "defer"] = "auto"
     # auto removes one by one (the segment never incomplete) unless that costs more than
-    # this many times the requests of a reload (README's cost model); 1: the cheaper way.
+    # this many times the requests of a reload (docs/removals.md); 1: the cheaper way.
     reload_cost_factor: Annotated[float, Field(ge=1)] = 5.0
     defer_removals_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
     defer_removals_days: Annotated[int, Field(ge=0)] = 7
     # Below this share of keys matching a contact, NP6 is not taking the targets: a
-    # reload is refused before its clear, and adding stops (see the README).
+    # reload is refused before its clear, and adding stops (docs/np6.md).
     min_accepted_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
     lookup_sample: Annotated[int, Field(ge=0, le=1000)] = 20  # keys looked up; 0: none
     # identify_by unicity: look contact ids up (GET /targets?unicity=) to remove targets

@@ -297,7 +297,9 @@ source:
 # state:
 #   path: state/{name}.parquet   # the default; or s3://bucket/np6/{name}.parquet
 sync:
-  # auto: add when nothing was removed, else clear and reload; append; reload
+  # auto: add, and remove what left (one by one, or a reload); append: only add;
+  # reload: always clear and reload (docs/removals.md)
+
   mode: {d.mode}
   chunk_size: {d.chunk_size}   # 1..50 targets per PUT
   max_removed_ratio: {d.max_removed_ratio}   # refuse a run that drops more of the segment

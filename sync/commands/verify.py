@@ -50,7 +50,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def _by_ids(job: Job, client: NP6Client, repair: bool) -> int:
-    """Unicity mode: the segment's ids against the ids the state knows (README)."""
+    """Unicity mode: the segment's ids against the ids the state knows (docs/removals.md)."""
     try:
         comparison = verify_by_ids(job, client, repair=repair)
     finally:

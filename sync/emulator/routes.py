@@ -1,5 +1,5 @@
 """NP6's calls: from a request that passed the key check to the answer, routing and
-request checks included. Tags as in NP6-NOTES.md: [S] sourced, [I] assumed."""
+request checks included. Tags as in docs/np6.md: [S] sourced, [I] assumed."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What the emulated account holds: segments, their members, the contacts they can name.
 
 Every method takes the one lock, so concurrent handler threads see whole changes only.
-Tags as in NP6-NOTES.md: [S] stated by a source, [I] inferred or assumed.
+Tags as in docs/np6.md: [S] stated by a source, [I] inferred or assumed.
 """
 
 from __future__ import annotations

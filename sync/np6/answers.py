@@ -20,7 +20,7 @@ class AnswerShapeError(ValueError):
 class SegmentInfo:
     """What ``GET /segments/{id}`` says; a field NP6 leaves out is None.
 
-    ``targets_count`` is NP6's estimate, not an exact count (NP6-NOTES.md)."""
+    ``targets_count`` is NP6's estimate, not an exact count (docs/np6.md)."""
 
     id: int
     name: str | None = None

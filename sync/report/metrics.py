@@ -26,7 +26,7 @@ class Series:
     help: str
 
 
-# Each series, in the order README lists them; the values come from ``_values``.
+# Each series, in the order docs/operations.md lists them; the values come from ``_values``.
 SERIES = (
     Series("last_run_timestamp_seconds", "When the last run ended (Unix time)"),
     Series(

@@ -50,7 +50,7 @@ class JobReport:
     lowest_concurrency: int | None = None  # requests in flight after NP6's 429s
     phase_s: dict[str, float] = field(default_factory=dict)  # read, keys, diff, push...
     targets_removed: int = 0  # removed one by one (id mode)
-    # What each way of removing targets would cost this run (see the README's cost model).
+    # What each way of removing targets would cost this run (docs/removals.md, the cost model).
     removal_costs: dict[str, dict[str, int]] = field(default_factory=dict)
     pending_removals: int = 0  # deferred removals still in the segment
     oldest_pending_removal: str | None = None

@@ -1,7 +1,7 @@
 """Is NP6 taking the targets? Asked before the first change of a run, and while adding.
 
 NP6 adds contacts, not strings: a key that matches no contact is not added, and a PUT
-answers only how many were (NP6-NOTES.md). A wrong key column, separator or transform,
+answers only how many were (docs/np6.md). A wrong key column, separator or transform,
 or a media type the account needs, makes every PUT answer 0 while the run "succeeds".
 So, before the first change: the segment must exist and be static (``GET
 /segments/{id}``), and hold no targets when np6-sync has no state for it; before a
