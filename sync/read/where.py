@@ -166,12 +166,14 @@ _SAMPLES = {"DATE": "2000-01-31", "TIMESTAMP": "2000-01-31 12:00:00", "TIME": "1
 def _castable(kind: str) -> None:
     import polars as pl
 
-    sample = _SAMPLES.get(kind.split("(")[0].upper(), "1")
+    base = kind.split("(")[0].upper()
+    sample = _SAMPLES.get(base, "1")
     try:
         pl.DataFrame({"v": [sample]}).select(pl.sql_expr(f"CAST(v AS {kind})"))
     except pl.exceptions.PolarsError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = " (write DATE(column) or STRPTIME(column, '%Y-%m-%d'))" if kind in _SAMPLES else ""
+        hint = " (write DATE(column) or STRPTIME(column, '%Y-%m-%d'))" if base in _SAMPLES else ""
+
         raise ValueError(
             f"CAST(... AS {kind}) of text does not run on polars {pl.__version__}{hint}: {first}"
         ) from None

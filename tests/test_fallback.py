@@ -1,0 +1,86 @@
+"""The reload fallback's plan (sync/job/fallback.py), field by field: the keys it sends are
+the file's, read afresh, and nothing of the per-target plan it replaces leaks into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from conftest import make_job, write_csv
+from sync.config import load_job
+from sync.core.keys import KEY_TYPE, collect_keys, distinct
+from sync.core.plan import Holding, make_plan
+from sync.errors import RefusedError
+from sync.job.fallback import Fallback, count_lookups, reload_instead
+from sync.report.model import JobReport
+from sync.send.lookup import LookupStats, LookupUnavailable
+
+HELD = [f"{n:08d}" for n in range(100)]
+
+
+def _setup(tmp_path: Path, keep: int, **sync: object) -> tuple[Fallback, object]:
+    """A job in id mode whose state holds HELD; its file keeps the first ``keep`` ids."""
+    write_csv(tmp_path / "list.csv", [[k] for k in HELD[:keep]], header=("target_id",))
+    job = load_job(
+        make_job(
+            tmp_path,
+            targets={"identify_by": "id", "columns": ["target_id"]},
+            sync={"max_removed_ratio": 1.0, "reload_cost_factor": 100, **sync},
+        )
+    )
+    table = pa.table({"target_id": HELD[:keep]})
+    keyset = distinct(collect_keys(table, job.targets))
+    holding = Holding(pa.array(HELD, KEY_TYPE))
+    plan = make_plan(holding, keyset.keys, job.sync, by_id=True)
+    assert plan.action == "update"  # one by one: what the fallback replaces
+    fresh = pa.array(HELD[:keep], KEY_TYPE)
+    given = Fallback(job, keyset, JobReport(job.name, job.segment_id), lambda: fresh)
+    return given, plan
+
+
+def test_the_reload_sends_the_files_keys_and_nothing_of_the_plan_it_replaces(
+    tmp_path: Path,
+) -> None:
+    given, plan = _setup(tmp_path, keep=90)
+    why = LookupUnavailable("DELETE /targets/x/segments/1: answered 405")
+    reload = reload_instead(plan, why, given)  # type: ignore[arg-type]
+    assert reload.action == "reload" and reload.clears
+    assert reload.send.to_pylist() == HELD[:90]
+    assert (reload.send_every, reload.source_keys, reload.lookups) == (False, 90, 0)
+    assert len(reload.remove) == 0 and reload.remove.type == KEY_TYPE
+    assert len(reload.pending) == 0 and reload.pending_changed is True
+    assert reload.reason == (f"10 target(s) must leave the segment; {why}: reloading instead")
+    report = given.report
+    assert report.lookup_fallback == str(why)
+    assert (report.action, report.added, report.removed) == ("reload", 0, 10)
+
+
+def test_a_reload_the_safeguards_refuse_is_refused_with_the_reason(tmp_path: Path) -> None:
+    given, plan = _setup(tmp_path, keep=50, max_removed_ratio=0.1)
+    why = LookupUnavailable("GET /targets: answered 404")
+    with pytest.raises(RefusedError, match="the reload instead is refused: ") as refused:
+        reload_instead(plan, why, given)  # type: ignore[arg-type]
+    assert str(why) in str(refused.value)
+    assert given.report.refusals and given.report.refusals[0] in str(refused.value)
+    assert given.report.lookup_fallback == str(why)
+
+
+def test_force_passes_the_safeguards_of_the_reload(tmp_path: Path) -> None:
+    given, plan = _setup(tmp_path, keep=50, max_removed_ratio=0.1)
+    forced = Fallback(given.job, given.keyset, given.report, given.source_keys, force=True)
+    reload = reload_instead(plan, LookupUnavailable("405"), forced)  # type: ignore[arg-type]
+    assert reload.send.to_pylist() == HELD[:50] and given.report.refusals == []
+
+
+def test_look_ups_are_counted_into_the_report() -> None:
+    report = JobReport("j")
+    count_lookups(report, None)
+    assert (report.lookups, report.lookups_not_found, report.lookups_several) == (0, 0, 0)
+    stats = LookupStats()
+    stats.count(lookups=5, not_found=2, several=1, kept_by_twin=3)
+    count_lookups(report, stats)
+    count_lookups(report, stats)
+    assert (report.lookups, report.lookups_not_found, report.lookups_several) == (10, 4, 2)
+    assert report.lookups_kept_by_twin == 6
