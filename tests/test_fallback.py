@@ -3,6 +3,8 @@ the file's, read afresh, and nothing of the per-target plan it replaces leaks in
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,14 +43,23 @@ def _setup(tmp_path: Path, keep: int, **sync: object) -> tuple[Fallback, object]
 
 
 def test_the_reload_sends_the_files_keys_and_nothing_of_the_plan_it_replaces(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     given, plan = _setup(tmp_path, keep=90)
+    # What a folded per-target plan in unicity mode carries, none of which a reload keeps;
+    # and the file read afresh holds 85 keys (it changed since it was planned).
+    pending = pa.table({"key": pa.array(HELD[95:], KEY_TYPE), "since": ["2026-12-01"] * 5})
+    plan = replace(plan, send_every=True, lookups=7, pending=pending.cast(plan.pending.schema))
+    given = replace(given, source_keys=lambda: pa.array(HELD[:85], KEY_TYPE))
     why = LookupUnavailable("DELETE /targets/x/segments/1: answered 405")
-    reload = reload_instead(plan, why, given)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="np6sync.run"):
+        reload = reload_instead(plan, why, given)  # type: ignore[arg-type]
     assert reload.action == "reload" and reload.clears
-    assert reload.send.to_pylist() == HELD[:90]
-    assert (reload.send_every, reload.source_keys, reload.lookups) == (False, 90, 0)
+    assert reload.send.to_pylist() == HELD[:85]
+    assert (reload.send_every, reload.source_keys, reload.lookups) == (False, 85, 0)
+    [record] = caplog.records
+    assert record.getMessage() == f"{why}: the job reloads the segment instead"
+    assert record.__dict__["job"] == given.job.name
     assert len(reload.remove) == 0 and reload.remove.type == KEY_TYPE
     assert len(reload.pending) == 0 and reload.pending_changed is True
     assert reload.reason == (f"10 target(s) must leave the segment; {why}: reloading instead")
@@ -58,12 +69,13 @@ def test_the_reload_sends_the_files_keys_and_nothing_of_the_plan_it_replaces(
 
 
 def test_a_reload_the_safeguards_refuse_is_refused_with_the_reason(tmp_path: Path) -> None:
-    given, plan = _setup(tmp_path, keep=50, max_removed_ratio=0.1)
+    given, plan = _setup(tmp_path, keep=50, max_removed_ratio=0.1, min_rows=60)
     why = LookupUnavailable("GET /targets: answered 404")
-    with pytest.raises(RefusedError, match="the reload instead is refused: ") as refused:
+    with pytest.raises(RefusedError) as refused:
         reload_instead(plan, why, given)  # type: ignore[arg-type]
-    assert str(why) in str(refused.value)
-    assert given.report.refusals and given.report.refusals[0] in str(refused.value)
+    problems = given.report.refusals
+    assert len(problems) == 2  # too few rows, too many removals
+    assert str(refused.value) == f"{why}; the reload instead is refused: " + "; ".join(problems)
     assert given.report.lookup_fallback == str(why)
 
 

@@ -149,3 +149,38 @@ def test_a_cast_this_polars_cannot_do_is_refused_at_load_with_what_to_write() ->
     with pytest.raises(ValueError) as refused:
         where._castable("date")  # the sample is found whatever the type's case
     assert "(write DATE(column)" in str(refused.value)
+
+
+def _first_line(kind: str, sample: str) -> str | None:
+    """polars' own first line for a cast of ``sample`` AS ``kind``; None when it runs."""
+    try:
+        pl.DataFrame({"v": [sample]}).select(pl.sql_expr(f"CAST(v AS {kind})"))
+    except pl.exceptions.PolarsError as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+def test_a_refused_cast_says_polars_first_line_and_a_hint_only_for_dates() -> None:
+    first = _first_line("BOOLEAN", "1")
+    assert first is not None  # no polars casts text to BOOLEAN
+    with pytest.raises(ValueError) as refused:
+        where._castable("BOOLEAN")
+    assert str(refused.value) == (
+        f"CAST(... AS BOOLEAN) of text does not run on polars {pl.__version__}: {first}"
+    )
+    date = _first_line("DATE", "2000-01-31")
+    if date is None:  # polars 1.x casts text to DATE
+        return
+    with pytest.raises(ValueError) as refused:
+        where._castable("DATE")
+    assert str(refused.value) == (
+        f"CAST(... AS DATE) of text does not run on polars {pl.__version__} (write "
+        f"DATE(column) or STRPTIME(column, '%Y-%m-%d')): {date}"
+    )
+
+
+def test_a_cast_failure_on_the_data_is_said_in_its_value_free_shape() -> None:
+    table = pa.table({"points": pa.array(["1", "n/a"], pa.string())})
+    with pytest.raises(SourceError) as failed:
+        keep_mask("CAST(points AS INT) > 0", table, "list.csv")
+    assert "(not shown)" in str(failed.value) and "NoneType" not in str(failed.value)
