@@ -184,3 +184,15 @@ def test_a_cast_failure_on_the_data_is_said_in_its_value_free_shape() -> None:
     with pytest.raises(SourceError) as failed:
         keep_mask("CAST(points AS INT) > 0", table, "list.csv")
     assert "(not shown)" in str(failed.value) and "NoneType" not in str(failed.value)
+
+
+def test_a_type_with_a_precision_is_tried_with_its_kinds_sample() -> None:
+    """TIMESTAMP(6) is tried with a timestamp, not with "1": where polars casts text to a
+    timestamp (1.x) it runs; where it never does (2), the hint says what to write."""
+    if _first_line("TIMESTAMP(6)", "2000-01-31 12:00:00") is None:
+        where._castable("TIMESTAMP(6)")
+        return
+    with pytest.raises(ValueError, match=r"TIMESTAMP\(6\)\) of text does not run on polars"):
+        where._castable("TIMESTAMP(6)")
+    with pytest.raises(ValueError, match=r"\(write DATE\(column\) or STRPTIME"):
+        where._castable("TIMESTAMP(6)")
