@@ -298,7 +298,8 @@ def test_foreign_failures_become_errors_of_the_tree() -> None:
 
 def test_an_unexpected_exception_fails_its_job_naming_its_type(tmp_path: Path) -> None:
     from sync.config import load_job
-    from sync.job.run import RunOptions, run_job
+    from sync.job.context import RunOptions
+    from sync.job.run import run_job
 
     write_csv(tmp_path / "list.csv", emails(0, 10))
     job = load_job(make_job(tmp_path))

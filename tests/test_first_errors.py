@@ -223,7 +223,8 @@ def test_a_key_that_may_read_but_not_write_exits_2_nothing_sent(tmp_path) -> Non
     """The common case of a read-only key: the preflight's GET passes, the first PUT is
     refused. Sending had begun for the runner, but NP6 took nothing: exit 2, fix the key."""
     from sync.config import load_job
-    from sync.job.run import RunOptions, run_job
+    from sync.job.context import RunOptions
+    from sync.job.run import run_job
 
     write_csv(tmp_path / "list.csv", emails(0, 10))
     job = load_job(make_job(tmp_path))

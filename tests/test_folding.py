@@ -195,7 +195,8 @@ def test_a_damaged_csv_fails_alike_naming_its_row(twins, emulator) -> None:
 
 
 def test_a_stop_signal_while_folding_sends_nothing(tmp_path, emulator, monkeypatch) -> None:
-    from sync.job.run import RunOptions, run_job
+    from sync.job.context import RunOptions
+    from sync.job.run import run_job
     from sync.np6.client import NP6Client
 
     monkeypatch.setattr(route, "FOLD_BYTES", 0)

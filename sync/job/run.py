@@ -7,18 +7,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from sync.config import Job
 from sync.console.progress import NullProgress, Progress
-from sync.core.fold import Folded, fold_array
+from sync.core.fold import fold_array
 from sync.core.hashing import import_beside
-from sync.core.keys import KEY_TYPE, KeySet, distinct
-from sync.core.plan import Holding, Plan, applied, check_safeguards, make_plan
+from sync.core.keys import KEY_TYPE, distinct
+from sync.core.plan import Holding, check_safeguards, make_plan
 from sync.errors import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -26,79 +25,36 @@ from sync.errors import (
     KeyRefusedError,
     Np6SyncError,
     StateError,
-    StoppedError,
     as_error,
     translated,
+)
+from sync.job.context import (
+    JobRun,
+    RunOptions,
+    held,
+    log_extra,
+    mark_phase,
+    not_stopped,
 )
 from sync.job.counts import count_keys, count_plan, count_requests, count_rows
 from sync.job.fallback import Fallback, count_lookups, reload_instead
 from sync.job.fold import fold_source
-from sync.job.route import Route, decide, facts_of
 from sync.job.same_set import Checked, same_set, will_hash
+from sync.job.sending import send, settle_push
 from sync.job.source import collect_job_keys, read_downloaded, read_job_source
 from sync.read.sources import SourceTable
 from sync.report.model import JobReport
-from sync.report.phases import PhaseTimer
 from sync.send.lookup import LookupUnavailable
 from sync.state.rejects import write_rejects
 from sync.state.scan import Scanned, scan_state
-from sync.state.seal import SourceProof, job_shape, proof_beside, seal_run
+from sync.state.seal import job_shape, proof_beside, seal_run
 from sync.state.store import Store, local_store, store_for
 
 if TYPE_CHECKING:
     from sync.job.fanout import SharedSource
     from sync.np6.client import NP6Client
-    from sync.send.push import PushResult
 
 log = logging.getLogger("np6sync.run")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    dry_run: bool = False
-    full_refresh: bool = False
-    force: bool = False
-    media_type: str | None = None  # the settings' unicity_media_type: it shapes the keys
-    downloaded: Path | None = None  # the job's URL source, downloaded: read and sealed there
-    route: Route | None = None  # decided by the door (sync.job.runs); else from the job
-    account: str | None = None  # the settings' base_url: the seal speaks of one account
-
-
-@dataclass
-class JobRun:
-    """One job's run: what it was given, and what each phase leaves for the next."""
-
-    job: Job
-    options: RunOptions
-    connect: Callable[[], NP6Client]
-    concurrency: int
-    stop: threading.Event
-    progress: Progress
-    report: JobReport
-    store: Store = field(init=False)
-    keyset: KeySet = field(init=False)
-    holding: Holding = field(init=False)
-    plan: Plan = field(init=False)
-    client: NP6Client | None = None
-    pushed: PushResult | None = None
-    sending: bool = False  # from the first change on, a failure leaves the segment changed
-    shared: SharedSource | None = None  # a fan-out's segments, or a DataFrame, read once
-    proof: SourceProof | None = None  # the source's digest, when a seal may be written
-    # A large source folded against the state (sync.job.fold): the state's keys stay in
-    # its file (``holding.keys`` is empty), and ``reread`` reads them a row group at a time.
-    reread: Callable[[], Iterator[pa.Array]] | None = None
-    folded: Folded | None = None
-
-    def __post_init__(self) -> None:
-        self.timer = PhaseTimer(self.report.phase_s)
-        self.route = self.options.route or decide(
-            facts_of(
-                self.job,
-                full_refresh=self.options.full_refresh,
-                dry_run=self.options.dry_run,
-            )
-        )
-        self.report.route, self.report.route_reason = self.route.name, self.route.reason
 
 
 def run_job(
@@ -142,37 +98,33 @@ def _phases(run: JobRun) -> None:
     """The job, top to bottom; a stop signal ends it between phases, and before the
     first change at the latest."""
     run.store = store_for(run.job)
-    _phase(run, "lock")
+    mark_phase(run, "lock")
     with _locked(run):
-        _phase(run, "read")
+        mark_phase(run, "read")
         _read(run)
-        _not_stopped(run)
-        _phase(run, "plan")
+        not_stopped(run)
+        mark_phase(run, "plan")
         _plan(run)
-        _not_stopped(run)
+        not_stopped(run)
         if not run.options.dry_run:
             _prepare(run)
         if _refused(run) or run.options.dry_run:
             return
         if run.plan.action == "none":
-            _phase(run, "settle")
+            mark_phase(run, "settle")
             _fold(run)
         else:
-            pushed = _send(run, run.plan.gathered(run.folded))
+            pushed = send(run, run.plan.gathered(run.folded))
             count_lookups(run.report, pushed.lookups)
             if isinstance(pushed.error, LookupUnavailable):  # the account lacks the call
-                _phase(run, "fallback")
+                mark_phase(run, "fallback")
                 fallback = reload_instead(run.plan, pushed.error, _fallback_inputs(run))
-                pushed = _send(run, fallback)
-            _settle_push(run, pushed)  # its failure is the send's
+                pushed = send(run, fallback)
+            settle_push(run, pushed)  # its failure is the send's
 
         if run.proof is not None and not len(run.plan.pending):  # deferred removals: never
             options = run.options
             seal_run(run.job, options.media_type, run.proof, run.report, options.account)
-
-
-def _phase(run: JobRun, name: str) -> None:
-    run.report.phase = name
 
 
 def _fallback_inputs(run: JobRun) -> Fallback:
@@ -198,11 +150,6 @@ def _locked(run: JobRun) -> Iterator[None]:
         yield
 
 
-def _not_stopped(run: JobRun) -> None:
-    if run.stop.is_set():
-        raise StoppedError.before_sending()
-
-
 def _read(run: JobRun) -> None:
     if will_hash(run.job):
         import_beside()
@@ -219,7 +166,7 @@ def _read(run: JobRun) -> None:
                 source = _source(run)
             run.proof = proof()
     except Np6SyncError:
-        _not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
+        not_stopped(run)  # pyarrow cancels a read at a signal: that is the stop, not the file
         raise
     if scanned is None:
         with run.timer("keys"):
@@ -247,11 +194,6 @@ def _scan(run: JobRun) -> Scanned | None:
         return None
     with run.timer("state_read"):
         return scan_state(local_store(run.job))
-
-
-def _held(run: JobRun) -> pa.Array | Iterator[pa.Array]:
-    """The state's keys: in memory, or read from its file a row group at a time."""
-    return run.holding.keys if run.reread is None else run.reread()
 
 
 def _plan(run: JobRun) -> None:
@@ -319,93 +261,7 @@ def _fold(run: JobRun) -> None:
     """Nothing to send: fold what an interrupted run left, record deferred removals."""
     if run.store.has_journal() or run.plan.pending_changed:
         with run.timer("state_write"), translated("save the state"):
-            run.store.save(_held(run), run.plan.pending, run.holding.ids)
-
-
-def _send(run: JobRun, plan: Plan) -> PushResult:
-    """Check NP6, open the journal, push ``plan``, and save what NP6 acknowledged."""
-    # Only a run that changes the segment needs the client's side: requests and the rest.
-    from sync.send.push import push_plan
-    from sync.verify.preflight import preflight
-
-    run.plan = plan
-    job, store = run.job, run.store
-    _phase(run, "preflight")
-    client = run.client = run.client or run.connect()  # a fallback keeps its counts
-    in_flight = run.concurrency * 2 * job.sync.chunk_size  # push's queue, at most
-    checked = preflight(
-        job, plan, run.holding, client, store, force=run.options.force, in_flight=in_flight
-    )
-    run.report.notices = checked.notices
-    _not_stopped(run)  # the last moment a stop leaves the segment and the state untouched
-    if not run.holding.known:
-        with translated("set the untrusted state aside"):
-            store.set_aside()
-    with translated("open the journal"):
-        journal = store.open_journal(plan.action)
-    with journal:
-        run.sending = True
-        _phase(run, "send")
-
-        try:
-            with run.timer("push"):
-                run.pushed = pushed = push_plan(
-                    job,
-                    plan,
-                    client=client,
-                    journal=journal,
-                    concurrency=run.concurrency,
-                    stop=run.stop,
-                    progress=run.progress,
-                    watch=checked.watch,
-                )
-        except BaseException:
-            _save_acknowledged(run, after_failure=True)
-            raise
-        _save_acknowledged(run, after_failure=pushed.error is not None)
-    run.report.targets_sent += pushed.targets_sent
-    run.report.targets_accepted += pushed.targets_accepted
-    run.report.targets_removed += pushed.targets_removed
-    checked.after_push(pushed.targets_sent, pushed.targets_accepted)
-    return pushed
-
-
-def _settle_push(run: JobRun, pushed: PushResult) -> None:
-    """The push's outcome: its error, a stop, or the segment's phones normalized."""
-    if pushed.error is not None:
-        raise pushed.error
-    if pushed.interrupted:
-        raise StoppedError(
-            f"stopped by a signal after {pushed.targets_sent:,} of {len(run.plan.send):,} "
-            "targets; the state holds what NP6 acknowledged and the next run goes on from there"
-        )
-    job = run.job
-    if job.normalization is not None:
-        assert run.client is not None, "a push has a client"
-        run.client.normalize(job.segment_id, job.normalization.fields)
-
-
-def _save_acknowledged(run: JobRun, *, after_failure: bool) -> None:
-    """The state becomes exactly what NP6 acknowledged: the plan applied, when every step
-    was, else the journal's record of each step. After a failure, a state that cannot be
-    saved is only warned about: the journal still holds every acknowledged step."""
-    store, pushed = run.store, run.pushed
-    try:
-        with run.timer("state_write"), translated("save the state"):
-            if pushed is not None and pushed.error is None and not pushed.interrupted:
-                held, certain = _held(run), run.holding.certain
-                store.save(applied(held, run.plan, certain), run.plan.pending, run.holding.ids)
-                return
-            after = store.load()
-            # A clear that NP6 may or may not have done must stay on record in the
-            # journal, so that the next run reloads instead of trusting old keys.
-            if after.certain:
-                pending = run.plan.pending if run.plan.pending_changed else after.pending
-                store.save(after.keys, pending, after.ids)
-    except Np6SyncError as error:
-        if not after_failure:
-            raise
-        log.warning("%s; the journal keeps what NP6 acknowledged", error, extra=_extra(run))
+            run.store.save(held(run), run.plan.pending, run.holding.ids)
 
 
 def _settle(run: JobRun, error: Np6SyncError | None) -> None:
@@ -421,9 +277,9 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
         report.exit_code, report.error, report.failure = code, str(error), error
         report.error_kind = error.kind
         request_id = getattr(error, "request_id", None)
-        log.error("%s", error, extra={**_extra(run), "request_id": request_id})
+        log.error("%s", error, extra={**log_extra(run), "request_id": request_id})
         if error.__cause__ is not None:
-            log.debug("the cause, for a report", exc_info=error.__cause__, extra=_extra(run))
+            log.debug("the cause, for a report", exc_info=error.__cause__, extra=log_extra(run))
     elif report.refusals:
         report.status, report.exit_code = "refused", EXIT_REFUSED  # the plan was judged
     elif run.options.dry_run:
@@ -436,11 +292,7 @@ def _settle(run: JobRun, error: Np6SyncError | None) -> None:
         report.phase = "done"
     counts = {"sent": report.targets_sent, "accepted": report.targets_accepted}
     done = {"phase": "done", "counts": counts, "duration_s": round(report.duration_s, 3)}
-    log.info("%s: %s", report.status, report.action, extra={**_extra(run), **done})
-
-
-def _extra(run: JobRun) -> dict[str, object]:
-    return {"job": run.job.name}
+    log.info("%s: %s", report.status, report.action, extra={**log_extra(run), **done})
 
 
 def _load_holding(store: Store, options: RunOptions) -> Holding:

@@ -179,7 +179,8 @@ def _run(
         if quick is not None:
             quick.route_reason = f"{quick.route_reason}; {route.reason}"
             return quick
-    from sync.job.run import RunOptions, run_job
+    from sync.job.context import RunOptions
+    from sync.job.run import run_job
 
     release_memory_promptly()
     options = RunOptions(
