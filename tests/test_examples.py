@@ -231,8 +231,14 @@ class Container:
         """Run in a private mount namespace, chrooted into ``root``: a tmpfs with the host's
         system folders and this interpreter bound read-only, then the volumes; the root
         then read-only when the container says so, the process as ``user``, from ``/``."""
+        # The checkout is bound in with its own mode: the container's user must get in.
+        assert os.stat(ROOT).st_mode & 0o001, (
+            f"{ROOT} is closed to other users: `chmod o+rx` it, the containers' user "
+            f"{self.user} runs np6-sync from this checkout (.ci/run does)"
+        )
         root.mkdir(parents=True, exist_ok=True)
         binds, links = _system_folders()
+
         lines = [f"mount -t tmpfs -o mode=0755,size=16m np6-root {q(root)}"]
         lines += [f"ln -s {q(os.readlink(link))} {q(f'{root}{link}')}" for link in links]
         mounts = [(p, Volume(p, Path(p), read_only=True)) for p in binds]
