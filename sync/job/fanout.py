@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sync.config import (
     Job,
@@ -25,6 +25,7 @@ from sync.config import (
     format_validation_error,
     read_yaml,
 )
+from sync.config.files import Model
 from sync.errors import ConfigError, RefusedError
 
 if TYPE_CHECKING:
@@ -44,11 +45,7 @@ Name = Annotated[str, Field(pattern=_NAME, max_length=100)]
 SegmentId = Annotated[int, Field(gt=0, strict=True)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SegmentSpec(_Model):
+class SegmentSpec(Model):
     name: Name
     segment_id: SegmentId
     where: Annotated[str, Field(min_length=1)] | None = None
@@ -61,7 +58,7 @@ class SegmentSpec(_Model):
         return None if value is None else check(value)
 
 
-class SegmentBy(_Model):
+class SegmentBy(Model):
     column: Annotated[str, Field(min_length=1)]
     segments: Annotated[dict[str, SegmentId], Field(min_length=1)]  # value -> segment id
     # A row whose value is not in the map: left out of every segment, or the whole job
@@ -69,7 +66,7 @@ class SegmentBy(_Model):
     unmapped: Literal["ignore", "refuse"] = "ignore"
 
 
-class FanOutJob(_Model):
+class FanOutJob(Model):
     name: Name
     source: SourceConfig
     targets: TargetsConfig

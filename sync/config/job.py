@@ -1,22 +1,14 @@
-"""Job and settings models.
-
-``load_job`` and ``load_settings`` validate a YAML file once, at load, and report
-every problem at once with its YAML path (``targets.columns[1]: ...``).
-"""
+"""The job file's models: ``load_job`` validates a job once, at load, and reports every
+problem at once with its YAML path (``targets.columns[1]: ...``)."""
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -24,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from sync.config.files import Model, format_validation_error, read_yaml
 from sync.errors import ConfigError
 from sync.read import formats
 from sync.read.formats import url_scheme
@@ -37,11 +30,7 @@ Transform = Literal["strip", "lower", "upper", "digits", "nfkc", "remove_zero_wi
 SOURCE_SCHEMES = ("s3", "gs", "az", "http", "https")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceConfig(_Model):
+class SourceConfig(Model):
     path: Annotated[str, Field(min_length=1)]
     format: Annotated[Literal["csv", "parquet"] | None, Field(validate_default=True)] = None
     delimiter: str | None = None  # default: a tab for .tsv files, else a comma
@@ -97,7 +86,7 @@ class SourceConfig(_Model):
         return value
 
 
-class TargetsConfig(_Model):
+class TargetsConfig(Model):
     identify_by: Literal["unicity", "id"] = "unicity"
     columns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     separator: str = ""
@@ -130,14 +119,20 @@ class TargetsConfig(_Model):
         }
 
 
-class StateConfig(_Model):
+def _unwritable(path: str | None) -> str | None:
+    """The scheme of ``path`` when np6-sync cannot write there (not local, not S3)."""
+    scheme = url_scheme(path) if path is not None else None
+    return None if scheme is None or scheme in STATE_SCHEMES else scheme
+
+
+class StateConfig(Model):
     path: str | None = None
 
     @field_validator("path")
     @classmethod
     def _writable_scheme(cls, value: str | None) -> str | None:
-        scheme = url_scheme(value) if value is not None else None
-        if scheme is None or scheme in STATE_SCHEMES:
+        scheme = _unwritable(value)
+        if scheme is None:
             return value
         if scheme in ("http", "https"):
             raise ValueError(f"{scheme}:// is read-only: put the state on s3:// or a local path")
@@ -150,7 +145,7 @@ class StateConfig(_Model):
         raise ValueError(f"{scheme}:// is not supported: use a local path or an s3:// URL")
 
 
-class RejectsConfig(_Model):
+class RejectsConfig(Model):
     # The rejected rows' CSV file: a local path (relative to the job file) or an s3:// URL.
     # Default: ``<name>.rejects.csv`` beside the state, on S3 too when the state is there.
     path: Annotated[str, Field(min_length=1)] | None = None
@@ -158,15 +153,15 @@ class RejectsConfig(_Model):
     @field_validator("path")
     @classmethod
     def _writable_scheme(cls, value: str | None) -> str | None:
-        scheme = url_scheme(value) if value is not None else None
-        if scheme is None or scheme in STATE_SCHEMES:
+        scheme = _unwritable(value)
+        if scheme is None:
             return value
         raise ValueError(
             f"rejects on {scheme}:// are not supported: use a local path or an s3:// URL"
         )
 
 
-class SyncConfig(_Model):
+class SyncConfig(Model):
     mode: Literal["auto", "append", "reload"] = "auto"
     chunk_size: Annotated[int, Field(ge=1, le=50)] = 50
     max_removed_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -188,7 +183,7 @@ class SyncConfig(_Model):
     lookups: bool = True
 
 
-class NormalizationConfig(_Model):
+class NormalizationConfig(Model):
     fields: Annotated[dict[str, Annotated[list[str], Field(min_length=1)]], Field(min_length=1)]
 
     @field_validator("fields")
@@ -203,7 +198,7 @@ class NormalizationConfig(_Model):
         return value
 
 
-class Job(_Model):
+class Job(Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
     segment_id: Annotated[int, Field(gt=0, strict=True)]
     source: SourceConfig
@@ -280,66 +275,6 @@ class Job(_Model):
         return fmt
 
 
-class Timeouts(_Model):
-    connect: Annotated[float, Field(gt=0)] = 5.0
-    read: Annotated[float, Field(gt=0)] = 60.0
-    # Until a request of the run is answered, NP6 is given up on after this many seconds
-    # (a wrong base_url, DNS, a firewall); once it has answered, retries go on as set.
-    first_contact: Annotated[float, Field(gt=0)] = 10.0
-
-
-class RetryConfig(_Model):
-    max_attempts: Annotated[int, Field(ge=1)] = 8
-    initial_wait: Annotated[float, Field(ge=0)] = 0.5
-    max_wait: Annotated[float, Field(ge=0)] = 60.0
-    max_retry_after: Annotated[float, Field(ge=0)] = 300.0
-    # No retry sleeps past this many seconds after the run started.
-    deadline: Annotated[float, Field(gt=0)] = 3600.0
-
-
-class Settings(_Model):
-    # The key would travel in clear over plain http: only to loopback, unless this says so.
-    # (Declared before base_url, whose check reads it.)
-    allow_plain_http: bool = False
-    base_url: str = "https://api-cm.np6.com"
-    api_key_env: str = "NP6_API_KEY"
-    timeouts: Timeouts = Timeouts()
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
-    max_requests_per_second: Annotated[float, Field(gt=0)] = 10.0
-    retry: RetryConfig = RetryConfig()
-    # Accept header sent with unicity values; older NP6 docs use
-    # application/vnd.mperf.v8.unicity. None sends application/json.
-    unicity_media_type: str | None = None
-    # Whether the account matches unicity values whatever their case (not documented;
-    # e-mail matching commonly does). True is the safe assumption: a leaving key equal
-    # to a kept one but for case keeps their contact. `np6-sync check` tells which.
-    unicity_folds_case: bool = True
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str, info: ValidationInfo) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http(s) URL, for example https://api-cm.np6.com")
-        url = urlsplit(value)
-        plain = url.scheme.lower() == "http"
-        if plain and not info.data.get("allow_plain_http") and not _loopback(url):
-            raise ValueError(
-                f"plain http to {url.hostname} would send the API key in clear: "
-                "use https, or set allow_plain_http: true"
-            )
-        return value.rstrip("/")
-
-
-def _loopback(url: SplitResult) -> bool:
-    host = (url.hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def infer_format(path: str) -> formats.Format | None:
     if url_scheme(path):
         path = urlsplit(path).path  # a signed URL's query is not part of the name
@@ -359,83 +294,3 @@ def load_job(path: str | Path) -> Job:
         return Job.model_validate({**data, "base_dir": path.resolve().parent})
     except ValidationError as exc:
         raise ConfigError(str(path), format_validation_error(exc)) from None
-
-
-def load_settings(path: str | Path | None, environ: dict[str, str] | None = None) -> Settings:
-    """Settings from the YAML file (or defaults), then NP6_BASE_URL from the environment."""
-    environ = dict(os.environ) if environ is None else environ
-    data = read_yaml(Path(path)) if path is not None else {}
-    if environ.get("NP6_BASE_URL"):
-        data = {**data, "base_url": environ["NP6_BASE_URL"]}
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        problems = format_validation_error(exc)
-        if environ.get("NP6_BASE_URL"):  # the value came from the environment, not the file
-            problems = [
-                p.replace("base_url:", "base_url (from NP6_BASE_URL):", 1) for p in problems
-            ]
-        raise ConfigError(str(path or "settings"), problems) from None
-
-
-def job_identity(path: str) -> tuple[str, int | None]:
-    """A job file's name and segment id, read leniently, for the report of a run that
-    failed before the file was loaded, or of a file that does not load: its name (else
-    the file's), and its segment id when it has one."""
-    name, segment_id = Path(path).stem, None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except Exception:  # any failure: the file's own name will do
-        return name, segment_id
-    if isinstance(data, dict):
-        if isinstance(data.get("name"), str) and data["name"].strip():
-            name = data["name"]
-        if isinstance(data.get("segment_id"), int) and not isinstance(data["segment_id"], bool):
-            segment_id = data["segment_id"]
-    return name, segment_id
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found"]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc.__class__.__name__}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except RecursionError:
-        # PyYAML parses nested blocks recursively: a hostile file exhausts Python's stack.
-        raise ConfigError(str(path), ["not valid YAML: nested too deeply to read"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), [f"expected a mapping of keys, got {type(data).__name__}"])
-    return data
-
-
-def format_validation_error(exc: ValidationError) -> list[str]:
-    """One line per problem: ``targets.columns[1]: message``."""
-    problems = []
-    for error in exc.errors():
-        loc = ""
-        for part in error["loc"]:
-            if isinstance(part, int):
-                loc += f"[{part}]"
-            elif part in ("function-after", "function-before"):
-                continue
-            else:
-                loc += f".{part}" if loc else str(part)
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        problems.append(f"{loc or '(top level)'}: {message}")
-    return problems
