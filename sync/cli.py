@@ -173,43 +173,13 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
 
     _run_parser(commands)
 
-    plan = commands.add_parser("plan", help="a dry run: what `run` would do")
-    _job_arguments(plan)
-    plan.add_argument("--full-refresh", action="store_true", help="plan a clear and reload")
-    plan.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 0 when there is nothing to do, 2 when changes are pending, 1 on any failure",
-    )
-    plan.set_defaults(
-        func=_lazy("run:plan"),
-        plan_only=True,
-        dry_run=True,
-        force=False,
-        verify=False,
-        settings=True,
-    )
-
-    verify = commands.add_parser("verify", help="compare the segment itself with the source")
-    _job_arguments(verify, reports=False)
-    verify.add_argument("--repair", action="store_true", help="add the missing, remove the extra")
-    verify.add_argument("--force", action="store_true", help="repair past max_removed_ratio")
-    verify.set_defaults(func=_lazy("verify:verify"), settings=True)
+    _plan_parser(commands)
+    _verify_parser(commands)
 
     _state_parsers(commands.add_parser("state", help="inspect the state; adopt targets"))
     _check_parser(commands)
 
-    validate = commands.add_parser("validate", help="check jobs and their sources; no network")
-    validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
-    _segment_argument(validate)
-    validate.add_argument(
-        "--samples",
-        type=_sample_size,
-        default=0,
-        metavar="N",
-        help="show N keys of each job (0, the default: none, as keys are personal data)",
-    )
-    validate.set_defaults(func=_lazy("validate:validate"))
+    _validate_parser(commands)
 
     emulator = commands.add_parser(
         "emulator",
@@ -231,6 +201,47 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     for command in commands_of(parser).values():
         global_arguments(command)
     return parser
+
+
+def _plan_parser(commands: Any) -> None:  # argparse's subparsers action, a private type
+    plan = commands.add_parser("plan", help="a dry run: what `run` would do")
+    _job_arguments(plan)
+    plan.add_argument("--full-refresh", action="store_true", help="plan a clear and reload")
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there is nothing to do, 2 when changes are pending, 1 on any failure",
+    )
+    plan.set_defaults(
+        func=_lazy("run:plan"),
+        plan_only=True,
+        dry_run=True,
+        force=False,
+        verify=False,
+        settings=True,
+    )
+
+
+def _verify_parser(commands: Any) -> None:  # argparse's subparsers action, a private type
+    verify = commands.add_parser("verify", help="compare the segment itself with the source")
+    _job_arguments(verify, reports=False)
+    verify.add_argument("--repair", action="store_true", help="add the missing, remove the extra")
+    verify.add_argument("--force", action="store_true", help="repair past max_removed_ratio")
+    verify.set_defaults(func=_lazy("verify:verify"), settings=True)
+
+
+def _validate_parser(commands: Any) -> None:  # argparse's subparsers action, a private type
+    validate = commands.add_parser("validate", help="check jobs and their sources; no network")
+    validate.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    _segment_argument(validate)
+    validate.add_argument(
+        "--samples",
+        type=_sample_size,
+        default=0,
+        metavar="N",
+        help="show N keys of each job (0, the default: none, as keys are personal data)",
+    )
+    validate.set_defaults(func=_lazy("validate:validate"))
 
 
 def commands_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

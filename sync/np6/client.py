@@ -220,38 +220,9 @@ class NP6Client:
         headers: dict[str, str],
         values: Sequence[str],
     ) -> requests.Response:
-        if self.limiter is not None:
-            waited = self.limiter.acquire()
-            if waited:
-                self.stats.count_throttle(waited)
-        left = self.contact.left() if self.contact is not None else None
-        timeout = self.timeout
-        if left is not None:  # NP6 has answered nothing yet: connect within the budget
-            timeout = (max(min(self.timeout[0], left), 0.05), self.timeout[1])
+        timeout = self._timeout()
         sent_change = self._sent_change
-        try:
-            with self.gate.slot():
-                if self._redirected is not None:
-                    raise self._redirected  # after a redirect, nothing more leaves with the key
-                if method != "GET":
-                    self._sent_change = True
-                answer = self.session.request(
-                    method,
-                    self.base_url + path,
-                    data=data,
-                    headers=headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-        except requests.RequestException as exc:
-            if self.contact is not None and not self.contact.answered:
-                detail = self._unreachable(exc, timeout[0])
-                raise UnreachableError(call, None, detail=detail) from None
-            if isinstance(exc, requests.Timeout):
-                raise RetriableApiError(call, None, detail="timed out") from None
-            raise RetriableApiError(call, None, detail=type(exc).__name__) from None
-        if self.contact is not None:
-            self.contact.answer()
+        answer = self._request(method, path, call, data, headers, timeout)
         request_id = answer.headers.get("x-request-id")
         if request_id:
             self.stats.request_ids.append(request_id)
@@ -277,6 +248,55 @@ class NP6Client:
             )
         error = RetriableApiError if verdict == "retry" else FatalApiError
         raise error(call, answer.status_code, request_id, detail, retry_after)
+
+    def _timeout(self) -> tuple[float, float]:
+        """The request's timeouts, once the rate limit let it go: until NP6 has answered
+        once, the connect timeout is what is left of the first-contact budget."""
+        if self.limiter is not None:
+            waited = self.limiter.acquire()
+            if waited:
+                self.stats.count_throttle(waited)
+        left = self.contact.left() if self.contact is not None else None
+        timeout = self.timeout
+        if left is not None:  # NP6 has answered nothing yet: connect within the budget
+            timeout = (max(min(self.timeout[0], left), 0.05), self.timeout[1])
+        return timeout
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        call: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        timeout: tuple[float, float],
+    ) -> requests.Response:
+        """One request on the wire, within the concurrency gate; a connection failure as
+        the error tree's (unreachable while NP6 has answered nothing, else retriable)."""
+        try:
+            with self.gate.slot():
+                if self._redirected is not None:
+                    raise self._redirected  # after a redirect, nothing more leaves with the key
+                if method != "GET":
+                    self._sent_change = True
+                answer = self.session.request(
+                    method,
+                    self.base_url + path,
+                    data=data,
+                    headers=headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+        except requests.RequestException as exc:
+            if self.contact is not None and not self.contact.answered:
+                detail = self._unreachable(exc, timeout[0])
+                raise UnreachableError(call, None, detail=detail) from None
+            if isinstance(exc, requests.Timeout):
+                raise RetriableApiError(call, None, detail="timed out") from None
+            raise RetriableApiError(call, None, detail=type(exc).__name__) from None
+        if self.contact is not None:
+            self.contact.answer()
+        return answer
 
     def _key_refused(
         self,
