@@ -156,7 +156,6 @@ def make_plan(
     to_look_up = _unknown_ids(gone, holding.ids) if lookups else 0
     costs = _costs(count, len(added_keys), len(gone) + to_look_up, rules, by_id or lookups)
     base = Plan("none", empty, empty, len(added_keys), len(gone), folded.held, count, "", costs)
-
     # Every source key: in hand, or gathered from the fold when the plan is carried out.
     every = {"send": empty, "send_every": True} if source is folded else {"send": source}
 
@@ -169,24 +168,15 @@ def make_plan(
         return plan(forced[0], None, forced[1])
     adds: Action = "append" if len(added_keys) else "none"
     if len(gone) == 0 or rules.mode == "append":
-        reason = "only additions" if len(added_keys) else "the segment already holds every key"
-        if not count:  # no keys at all: "holds every key" would read as a success
-            reason = "the source has no keys, and the state holds none: nothing to send"
-
-        changed = len(holding.pending) > 0
-        return plan(adds, added_keys, reason, pending_changed=changed)
+        reason = _additions_reason(len(added_keys), count)
+        return plan(adds, added_keys, reason, pending_changed=len(holding.pending) > 0)
 
     factor = rules.reload_cost_factor
 
     def one_by_one(why: str, wanted: str) -> Plan:
         reason = why + _one_by_one_reason(len(gone), to_look_up, costs, wanted, factor)
         changed = len(holding.pending) > 0
-        known = twins = None
-        if lookups:
-            known = holding.ids.filter(pc.is_in(holding.ids["key"], value_set=gone))
-            kept = [source] if not isinstance(source, Folded) else [
-                folded.pick(folded.in_source), folded.added]  # fmt: skip
-            twins = case_twins(gone, kept)
+        known, twins = _looked_up(holding, gone, source, folded) if lookups else (None, None)
         looked = to_look_up + (len(pc.unique(twins["twin"])) if twins is not None else 0)
         return plan("update", added_keys, reason, remove=gone, pending_changed=changed,
                     lookups=looked, known_ids=known, twins=twins)  # fmt: skip
@@ -205,6 +195,23 @@ def make_plan(
         return plan(adds, added_keys, reason, pending=pending, pending_changed=True)
     reason = f"{len(gone)} target(s) must leave the segment"
     return plan("reload", None, reason + _reload_reason(costs, rules.removals, factor))
+
+
+def _additions_reason(added: int, count: int) -> str:
+    if not count:  # no keys at all: "holds every key" would read as a success
+        return "the source has no keys, and the state holds none: nothing to send"
+    return "only additions" if added else "the segment already holds every key"
+
+
+def _looked_up(
+    holding: Holding, gone: pa.Array, source: pa.Array | Folded, folded: Folded
+) -> tuple[pa.Table, pa.Table]:
+    """Unicity mode: the ids runs learned for the leaving keys, and the kept keys equal
+    to a leaving one but for case (their contact must stay: sync.core.twins)."""
+    known = holding.ids.filter(pc.is_in(holding.ids["key"], value_set=gone))
+    kept = [source] if not isinstance(source, Folded) else [
+        folded.pick(folded.in_source), folded.added]  # fmt: skip
+    return known, case_twins(gone, kept)
 
 
 def _every_key(

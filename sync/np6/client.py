@@ -18,9 +18,7 @@ from requests.adapters import HTTPAdapter
 
 from sync.config import Settings
 from sync.errors import (
-    EXIT_FAILED,
     FatalApiError,
-    KeyRefusedError,
     RetriableApiError,
     UnexpectedAnswerError,
     UnreachableError,
@@ -33,7 +31,7 @@ from sync.np6.answers import (
     parse_segment,
     quoted,
 )
-from sync.np6.key import redact, without_values
+from sync.np6.key import key_refused, redact, without_values
 from sync.np6.retry import (
     FirstContact,
     classify,
@@ -243,8 +241,13 @@ class NP6Client:
         retry_after = parse_retry_after(answer.headers.get("Retry-After"), self.max_retry_after)
         answer.close()
         if answer.status_code in (401, 403):
-            raise self._key_refused(
-                method, path, call, answer.status_code, request_id, detail, sent_change=sent_change
+            raise key_refused(
+                self.key_name,
+                (method, path, call),
+                answer.status_code,
+                request_id,
+                detail,
+                sent_change=sent_change,
             )
         error = RetriableApiError if verdict == "retry" else FatalApiError
         raise error(call, answer.status_code, request_id, detail, retry_after)
@@ -298,36 +301,6 @@ class NP6Client:
             self.contact.answer()
         return answer
 
-    def _key_refused(
-        self,
-        method: str,
-        path: str,
-        call: str,
-        status: int,
-        request_id: str | None,
-        body: str,
-        *,
-        sent_change: bool = False,
-    ) -> KeyRefusedError:
-        """401/403 in words: which key, what it lacks, and whether anything was sent."""
-        if status == 401:
-            what = (
-                f"NP6 does not accept the API key in {self.key_name}: it is wrong, expired "
-                f"or revoked; set {self.key_name} to the key of an NP6 API user"
-            )
-        else:
-            what = (
-                f"the API key in {self.key_name} lacks the right to {_right(method, path)}: "
-                "a key has the rights of the NP6 user it belongs to; give that user this "
-                f"right, or set {self.key_name} to another user's key"
-            )
-        after = "; sending had begun" if sent_change else "; nothing was sent"
-        detail = "; ".join(part for part in (what + after, body) if part)
-        error = KeyRefusedError(call, status, request_id, detail)
-        if sent_change:
-            error.exit_code = EXIT_FAILED
-        return error
-
     def _unreachable(self, error: requests.RequestException, connect_timeout: float) -> str:
         url = urlsplit(self.base_url)
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -365,23 +338,6 @@ class NP6Client:
         body = without_values(redact(_text(answer), self._api_key), values)
         body = body.strip().replace("\n", " ")[:200]
         return "; ".join(part for part in (hint, body) if part)
-
-
-def _right(method: str, path: str) -> str:
-    """What a call asks of the key's user, in NP6's terms, for a 403."""
-    parts = path.split("?", 1)[0].strip("/").split("/")
-    if parts[0] == "targets" and len(parts) == 1:
-        return "look up contacts by unicity value"
-    segment = next((p for p in reversed(parts) if p.isdigit()), "")
-    rights = {
-        ("GET", 2): f"read segment {segment}",
-        ("GET", 3): f"list the targets of segment {segment}",
-        ("PUT", 3): f"add targets to segment {segment}",
-        ("DELETE", 3): f"empty segment {segment}",
-        ("DELETE", 4): f"remove targets from segment {segment}",
-        ("POST", 3): f"normalize segment {segment}",
-    }
-    return rights.get((method, len(parts)), "make this call")
 
 
 def _text(answer: requests.Response) -> str:

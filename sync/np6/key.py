@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Sequence
 from urllib.parse import quote, quote_plus
 
-from sync.errors import UsageError
+from sync.errors import EXIT_FAILED, KeyRefusedError, UsageError
 
 REDACTED = "[redacted]"
 VALUE = "(a value)"  # what a message shows for a list's value an answer echoed
@@ -97,3 +97,52 @@ def without_values(text: str, values: Sequence[str]) -> str:
     if cut:
         text = text[: -max(map(len, forms), default=0) or None]
     return text
+
+
+def key_refused(
+    key_name: str,
+    request: tuple[str, str, str],
+    status: int,
+    request_id: str | None,
+    body: str,
+    *,
+    sent_change: bool = False,
+) -> KeyRefusedError:
+    """401/403 in words: which key (``key_name``, its environment variable), what it lacks
+    for ``request`` (method, path, and the call as messages name it), and whether anything
+    was sent."""
+    method, path, call = request
+    if status == 401:
+        what = (
+            f"NP6 does not accept the API key in {key_name}: it is wrong, expired "
+            f"or revoked; set {key_name} to the key of an NP6 API user"
+        )
+    else:
+        what = (
+            f"the API key in {key_name} lacks the right to {_right(method, path)}: "
+            "a key has the rights of the NP6 user it belongs to; give that user this "
+            f"right, or set {key_name} to another user's key"
+        )
+    after = "; sending had begun" if sent_change else "; nothing was sent"
+    detail = "; ".join(part for part in (what + after, body) if part)
+    error = KeyRefusedError(call, status, request_id, detail)
+    if sent_change:
+        error.exit_code = EXIT_FAILED
+    return error
+
+
+def _right(method: str, path: str) -> str:
+    """What a call asks of the key's user, in NP6's terms, for a 403."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if parts[0] == "targets" and len(parts) == 1:
+        return "look up contacts by unicity value"
+    segment = next((p for p in reversed(parts) if p.isdigit()), "")
+    rights = {
+        ("GET", 2): f"read segment {segment}",
+        ("GET", 3): f"list the targets of segment {segment}",
+        ("PUT", 3): f"add targets to segment {segment}",
+        ("DELETE", 3): f"empty segment {segment}",
+        ("DELETE", 4): f"remove targets from segment {segment}",
+        ("POST", 3): f"normalize segment {segment}",
+    }
+    return rights.get((method, len(parts)), "make this call")
