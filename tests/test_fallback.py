@@ -15,9 +15,8 @@ from sync.config import load_job
 from sync.core.keys import KEY_TYPE, collect_keys, distinct
 from sync.core.plan import Holding, make_plan
 from sync.errors import RefusedError
-from sync.job.fallback import Fallback, count_lookups, reload_instead
-from sync.report.model import JobReport
-from sync.send.lookup import LookupStats, LookupUnavailable
+from sync.job.fallback import Fallback, reload_instead
+from sync.send.lookup import LookupUnavailable
 
 HELD = [f"{n:08d}" for n in range(100)]
 
@@ -38,7 +37,7 @@ def _setup(tmp_path: Path, keep: int, **sync: object) -> tuple[Fallback, object]
     plan = make_plan(holding, keyset.keys, job.sync, by_id=True)
     assert plan.action == "update"  # one by one: what the fallback replaces
     fresh = pa.array(HELD[:keep], KEY_TYPE)
-    given = Fallback(job, keyset, JobReport(job.name, job.segment_id), lambda: fresh)
+    given = Fallback(job, keyset, lambda: fresh)
     return given, plan
 
 
@@ -53,7 +52,9 @@ def test_the_reload_sends_the_files_keys_and_nothing_of_the_plan_it_replaces(
     given = replace(given, source_keys=lambda: pa.array(HELD[:85], KEY_TYPE))
     why = LookupUnavailable("DELETE /targets/x/segments/1: answered 405")
     with caplog.at_level(logging.WARNING, logger="np6sync.run"):
-        reload = reload_instead(plan, why, given)  # type: ignore[arg-type]
+        instead = reload_instead(plan, why, given)  # type: ignore[arg-type]
+    assert (instead.why, instead.refusals) == (str(why), ())
+    reload = instead.plan
     assert reload.action == "reload" and reload.clears
     assert reload.send.to_pylist() == HELD[:85]
     assert (reload.send_every, reload.source_keys, reload.lookups) == (False, 85, 0)
@@ -63,36 +64,23 @@ def test_the_reload_sends_the_files_keys_and_nothing_of_the_plan_it_replaces(
     assert len(reload.remove) == 0 and reload.remove.type == KEY_TYPE
     assert len(reload.pending) == 0 and reload.pending_changed is True
     assert reload.reason == (f"10 target(s) must leave the segment; {why}: reloading instead")
-    report = given.report
-    assert report.lookup_fallback == str(why)
-    assert (report.action, report.added, report.removed) == ("reload", 0, 10)
+    assert (reload.added, reload.removed) == (0, 10)
 
 
 def test_a_reload_the_safeguards_refuse_is_refused_with_the_reason(tmp_path: Path) -> None:
     given, plan = _setup(tmp_path, keep=50, max_removed_ratio=0.1, min_rows=60)
     why = LookupUnavailable("GET /targets: answered 404")
-    with pytest.raises(RefusedError) as refused:
-        reload_instead(plan, why, given)  # type: ignore[arg-type]
-    problems = given.report.refusals
+    instead = reload_instead(plan, why, given)  # type: ignore[arg-type]
+    problems = instead.refusals
     assert len(problems) == 2  # too few rows, too many removals
-    assert str(refused.value) == f"{why}; the reload instead is refused: " + "; ".join(problems)
-    assert given.report.lookup_fallback == str(why)
+    refused = instead.refused()
+    assert isinstance(refused, RefusedError)
+    assert str(refused) == f"{why}; the reload instead is refused: " + "; ".join(problems)
+    assert instead.why == str(why) and instead.plan.action == "reload"
 
 
 def test_force_passes_the_safeguards_of_the_reload(tmp_path: Path) -> None:
     given, plan = _setup(tmp_path, keep=50, max_removed_ratio=0.1)
-    forced = Fallback(given.job, given.keyset, given.report, given.source_keys, force=True)
+    forced = Fallback(given.job, given.keyset, given.source_keys, force=True)
     reload = reload_instead(plan, LookupUnavailable("405"), forced)  # type: ignore[arg-type]
-    assert reload.send.to_pylist() == HELD[:50] and given.report.refusals == []
-
-
-def test_look_ups_are_counted_into_the_report() -> None:
-    report = JobReport("j")
-    count_lookups(report, None)
-    assert (report.lookups, report.lookups_not_found, report.lookups_several) == (0, 0, 0)
-    stats = LookupStats()
-    stats.count(lookups=5, not_found=2, several=1, kept_by_twin=3)
-    count_lookups(report, stats)
-    count_lookups(report, stats)
-    assert (report.lookups, report.lookups_not_found, report.lookups_several) == (10, 4, 2)
-    assert report.lookups_kept_by_twin == 6
+    assert reload.plan.send.to_pylist() == HELD[:50] and reload.refusals == ()

@@ -1,11 +1,15 @@
-"""What one job's run is given, and what each of its phases leaves for the next
-(sync.job.run goes through the phases; sync.job.sending is the phase that changes NP6)."""
+"""What one job's run is given, and the frozen values its phases hand each other.
+
+sync.job.run goes through the phases; each returns a value, and the run keeps the last
+``Reached``: where the job got to and every value found on the way. The report is built
+once from it (sync.job.report), whether the job ended or failed on the way.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,13 +21,13 @@ from sync.core.fold import Folded
 from sync.core.keys import KeySet
 from sync.core.plan import Holding, Plan
 from sync.errors import StoppedError
-from sync.job.route import Route, decide, facts_of
-from sync.report.model import JobReport
+from sync.job.route import Route
 from sync.report.phases import PhaseTimer
 from sync.state.seal import SourceProof
 from sync.state.store import Store
 
 if TYPE_CHECKING:
+    from sync.job.fallback import Reload
     from sync.job.fanout import SharedSource
     from sync.np6.client import NP6Client
     from sync.send.push import PushResult
@@ -40,56 +44,113 @@ class RunOptions:
     account: str | None = None  # the settings' base_url: the seal speaks of one account
 
 
-@dataclass
-class JobRun:
-    """One job's run: what it was given, and what each phase leaves for the next."""
+@dataclass(frozen=True)
+class Given:
+    """What a job's run is given: the job, how to run it, and its resources (the state's
+    store, a way to NP6, the stop signal, the progress bar, the phases' stopwatch)."""
 
     job: Job
     options: RunOptions
-    connect: Callable[[], NP6Client]
+    route: Route
+    store: Store
+    np6: Connection
     concurrency: int
     stop: threading.Event
     progress: Progress
-    report: JobReport
-    store: Store = field(init=False)
-    keyset: KeySet = field(init=False)
-    holding: Holding = field(init=False)
-    plan: Plan = field(init=False)
-    client: NP6Client | None = None
-    pushed: PushResult | None = None
-    sending: bool = False  # from the first change on, a failure leaves the segment changed
+    timer: PhaseTimer
     shared: SharedSource | None = None  # a fan-out's segments, or a DataFrame, read once
+
+
+class Connection:
+    """The job's one client to NP6, made at the first call that needs it (a run with
+    nothing to send never loads requests); a fallback's second push keeps its counts."""
+
+    def __init__(self, connect: Callable[[], NP6Client]) -> None:
+        self._connect = connect
+        self.client: NP6Client | None = None
+
+    def __call__(self) -> NP6Client:
+        if self.client is None:
+            self.client = self._connect()
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+@dataclass(frozen=True)
+class Read:
+    """What the read phase leaves: the source's keys, and when the route folded the
+    source against the state as it was read, the state's side too."""
+
+    keyset: KeySet  # every valid key, duplicates too; distinct when ``folded``
     proof: SourceProof | None = None  # the source's digest, when a seal may be written
-    # A large source folded against the state (sync.job.fold): the state's keys stay in
-    # its file (``holding.keys`` is empty), and ``reread`` reads them a row group at a time.
-    reread: Callable[[], Iterator[pa.Array]] | None = None
     folded: Folded | None = None
-
-    def __post_init__(self) -> None:
-        self.timer = PhaseTimer(self.report.phase_s)
-        self.route = self.options.route or decide(
-            facts_of(
-                self.job,
-                full_refresh=self.options.full_refresh,
-                dry_run=self.options.dry_run,
-            )
-        )
-        self.report.route, self.report.route_reason = self.route.name, self.route.reason
+    holding: Holding | None = None
+    # A folded source: the state's keys stay in its file (``holding.keys`` is empty), and
+    # ``reread`` reads them a row group at a time.
+    reread: Callable[[], Iterator[pa.Array]] | None = None
+    # Why the state's keys were not read: its print is the source's (sync.job.same_set).
+    printed: str | None = None
 
 
-def mark_phase(run: JobRun, name: str) -> None:
-    run.report.phase = name
+@dataclass(frozen=True)
+class Planned:
+    """What the plan phase leaves: the keys' counts (the keys themselves are in the
+    fold), the state as held, the fold, the plan, and the way the source was read."""
+
+    keyset: KeySet
+    holding: Holding
+    folded: Folded
+    plan: Plan
+    route: str
+    route_reason: str
+    reread: Callable[[], Iterator[pa.Array]] | None = None
+
+    def held(self) -> pa.Array | Iterator[pa.Array]:
+        """The state's keys: in memory, or read from its file a row group at a time."""
+        return self.holding.keys if self.reread is None else self.reread()
 
 
-def not_stopped(run: JobRun) -> None:
-    if run.stop.is_set():
+@dataclass(frozen=True)
+class Sent:
+    """One push: the plan sent, what NP6 acknowledged, and what it said around it."""
+
+    plan: Plan
+    pushed: PushResult
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reached:
+    """Where a job got to, and what its phases found on the way."""
+
+    route: Route
+    phase: str = "lock"  # lock, read, plan, check, preflight, send, fallback, settle, done
+    read: Read | None = None  # dropped once planned: its keys are not needed any more
+    planned: Planned | None = None
+    rejects_file: str | None = None
+    refusals: tuple[str, ...] = ()
+    sent: tuple[Sent, ...] = ()
+    reload: Reload | None = None  # the reload fallback's plan, and why
+    # From the journal's opening on: a failure leaves the segment changed.
+    changing: bool = False
+
+    def at(self, phase: str) -> Reached:
+        return replace(self, phase=phase)
+
+    def carried_out(self) -> Plan | None:
+        """The plan carried out: the reload fallback's, once it replaced a refused way."""
+        if self.reload is not None and not self.reload.refusals:
+            return self.reload.plan
+        return None if self.planned is None else self.planned.plan
+
+
+def not_stopped(given: Given) -> None:
+    if given.stop.is_set():
         raise StoppedError.before_sending()
 
 
-def held(run: JobRun) -> pa.Array | Iterator[pa.Array]:
-    """The state's keys: in memory, or read from its file a row group at a time."""
-    return run.holding.keys if run.reread is None else run.reread()
-
-
-def log_extra(run: JobRun) -> dict[str, object]:
-    return {"job": run.job.name}
+def log_extra(given: Given) -> dict[str, object]:
+    return {"job": given.job.name}

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING
 from sync.core.keys import KEY_TYPE, KeySet
 from sync.core.plan import Plan, check_safeguards
 from sync.errors import RefusedError
-from sync.job.counts import count_plan
-from sync.report.model import JobReport
-from sync.send.lookup import LookupStats, LookupUnavailable
+from sync.send.lookup import LookupUnavailable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,17 +28,31 @@ log = logging.getLogger("np6sync.run")
 
 @dataclass(frozen=True)
 class Fallback:
-    """The fallback's inputs: the job, its keys' counts (for the safeguards), the report
-    it writes in, and a way to read the file's distinct keys afresh."""
+    """The fallback's inputs: the job, its keys' counts (for the safeguards), and a way
+    to read the file's distinct keys afresh."""
 
     job: Job
     keyset: KeySet
-    report: JobReport
     source_keys: Callable[[], pa.Array]
     force: bool = False
 
 
-def reload_instead(plan: Plan, why: LookupUnavailable, given: Fallback) -> Plan:
+@dataclass(frozen=True)
+class Reload:
+    """The reload that replaces a way the account cannot carry out: its plan, why, and
+    what the safeguards found wrong with it (nothing when it may go)."""
+
+    plan: Plan
+    why: str
+    refusals: tuple[str, ...] = ()
+
+    def refused(self) -> RefusedError:
+        return RefusedError(
+            f"{self.why}; the reload instead is refused: " + "; ".join(self.refusals)
+        )
+
+
+def reload_instead(plan: Plan, why: LookupUnavailable, given: Fallback) -> Reload:
     """The reload that replaces a per-target ``plan`` the account cannot carry out."""
     import pyarrow as pa
 
@@ -57,20 +69,7 @@ def reload_instead(plan: Plan, why: LookupUnavailable, given: Fallback) -> Plan:
         pending_changed=True,
         reason=f"{plan.removed} target(s) must leave the segment; {why}: reloading instead",
     )
-    given.report.lookup_fallback = str(why)
     problems = [] if given.force else check_safeguards(reload, given.keyset, given.job.sync)
-    if problems:
-        given.report.refusals = problems
-        raise RefusedError(f"{why}; the reload instead is refused: " + "; ".join(problems))
-    log.warning("%s: the job reloads the segment instead", why, extra={"job": given.job.name})
-    count_plan(given.report, reload, given.job)
-    return reload
-
-
-def count_lookups(report: JobReport, stats: LookupStats | None) -> None:
-    if stats is None:
-        return
-    report.lookups += stats.lookups
-    report.lookups_not_found += stats.not_found
-    report.lookups_several += stats.several
-    report.lookups_kept_by_twin += stats.kept_by_twin
+    if not problems:
+        log.warning("%s: the job reloads the segment instead", why, extra={"job": given.job.name})
+    return Reload(reload, str(why), tuple(problems))

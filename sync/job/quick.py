@@ -38,11 +38,18 @@ def quick_run(
         return None  # the full run reports the holder, or what is wrong with the folder
     if counts is None:
         return None
-    report = JobReport(job.name, job.segment_id, status="no_changes", reason=REASON, **counts)
-    report.route, report.route_reason = "sealed", ROUTE
-
-    report.duration_s = time.monotonic() - started
-    report.phase_s = {"check": round(report.duration_s, 4)}
+    took = time.monotonic() - started
+    report = JobReport(
+        job.name,
+        job.segment_id,
+        status="no_changes",
+        reason=REASON,
+        **counts,
+        route="sealed",
+        route_reason=ROUTE,
+        duration_s=took,
+        phase_s={"check": round(took, 4)},
+    )
     done = {"phase": "done", "counts": {"rows": report.rows_read, "keys": report.keys}}
     log.info("no_changes: %s", REASON, extra={"job": job.name, **done})
     return report

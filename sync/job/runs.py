@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,12 +100,14 @@ def _group(request: Request, group: list[Entry]) -> list[tuple[JobReport, Job | 
         one = _one(request, entry, segments=len(group))
         if one is None:
             break
-        done.append(one)
+        report, job = one
         shared = entry.shared
-        if shared is not None:  # a fan-out's segment: its unmapped rows; after the last,
-            one[0].rows_unmapped = shared.unmapped  # the source's columns go
-            if not any(other.shared is shared for other in group[index + 1 :]):
-                shared.release()
+        if shared is not None:  # a fan-out's segment: its unmapped rows
+            report = replace(report, rows_unmapped=shared.unmapped)
+        done.append((report, job))
+        later = group[index + 1 :]
+        if shared is not None and all(other.shared is not shared for other in later):
+            shared.release()  # after its last segment, the source's columns go
     return done
 
 
@@ -126,7 +128,7 @@ def _one(request: Request, entry: Entry, segments: int) -> tuple[JobReport, Job 
         log.debug("route: %s (%s)", route.name, route.reason, extra={"job": job.name})
         job_report = _downloaded_then_run(job, route, entry.shared, request)
         if request.verify and job_report.exit_code == 0:
-            _verify_after_run(job, job_report, request.connect)
+            job_report = _verified(job, job_report, request.connect)
         if not request.dry_run:
             record_history(job, job_report, started_at, request)
     except Exception as failure:  # a bug in one job must not take the others down
@@ -177,8 +179,7 @@ def _run(
         source = local or job.source_path
         quick = quick_run(job, media_type=media_type, source=source, account=account)
         if quick is not None:
-            quick.route_reason = f"{quick.route_reason}; {route.reason}"
-            return quick
+            return replace(quick, route_reason=f"{quick.route_reason}; {route.reason}")
     from sync.job.context import RunOptions
     from sync.job.run import run_job
 
@@ -222,7 +223,8 @@ def record_history(job: Job, report: JobReport, started_at: datetime, request: R
         log.warning("the run history was not written: %s", error, extra={"job": job.name})
 
 
-def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Client]) -> None:
+def _verified(job: Job, report: JobReport, connect: Callable[[], NP6Client]) -> JobReport:
+    """The report, failed when the segment read back is not what the run left."""
     from sync.job.source import source_keys
     from sync.verify.listing import comparison_text, verify_job
 
@@ -230,16 +232,22 @@ def _verify_after_run(job: Job, report: JobReport, connect: Callable[[], NP6Clie
     try:
         result = verify_job(job, client, source_keys)
     except Exception as failure:  # the edge of the read-back: its failure is the job's
-        report.fail(as_error(failure, "read the segment back"), "verify")
-        return
+        return report.fail(as_error(failure, "read the segment back"), "verify")
     finally:
         client.close()
-    if not result.before.equal:
-        from sync.errors import EXIT_FAILED
+    if result.before.equal:
+        return report
+    from sync.errors import EXIT_FAILED
 
-        report.status, report.exit_code = "failed", EXIT_FAILED
-        report.error = comparison_text(result.before, result.listing)
-        report.phase, report.error_kind = "verify", "different"
+    error = comparison_text(result.before, result.listing)
+    return replace(
+        report,
+        status="failed",
+        exit_code=EXIT_FAILED,
+        error=error,
+        phase="verify",
+        error_kind="different",
+    )
 
 
 _released = threading.Lock()

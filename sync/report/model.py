@@ -1,9 +1,12 @@
-"""The run report as one value: what a job did, counted. Pure; renderers print it."""
+"""The run report as one value: what a job did, counted. Pure; renderers print it.
+
+A job's report is frozen: built once from what its phases reached (sync.job.report), and
+replaced whole by a later step (a verification, a fan-out's unmapped rows)."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 from sync.errors import EXIT_OK, EXIT_REFUSED, Np6SyncError
@@ -11,7 +14,7 @@ from sync.errors import EXIT_OK, EXIT_REFUSED, Np6SyncError
 Status = Literal["succeeded", "no_changes", "planned", "refused", "failed"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Requests:
     put: int = 0
     delete: int = 0
@@ -20,7 +23,7 @@ class Requests:
     get: int = 0  # look-ups of contact ids (unicity mode), segment descriptions
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobReport:
     name: str
     segment_id: int | None = None
@@ -80,11 +83,15 @@ class JobReport:
 
     def fail(self, error: Np6SyncError, phase: str = "") -> JobReport:
         """This report as failed by ``error`` (its message, exit code and kind)."""
-        self.status = "refused" if error.exit_code == EXIT_REFUSED else "failed"
-        self.error, self.exit_code, self.error_kind = str(error), error.exit_code, error.kind
-        self.phase = phase or self.phase
-        self.failure = error
-        return self
+        return replace(
+            self,
+            status="refused" if error.exit_code == EXIT_REFUSED else "failed",
+            error=str(error),
+            exit_code=error.exit_code,
+            error_kind=error.kind,
+            phase=phase or self.phase,
+            failure=error,
+        )
 
     def phase_reached(self) -> str:
         if self.phase:
