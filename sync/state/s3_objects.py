@@ -92,7 +92,7 @@ class S3Objects:
         bucket, key = self._split(url)
         try:
             out = self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
-        except Exception as error:
+        except Exception as error:  # botocore's or s3fs's: only a 412 is ours, the rest rises
             if condition and _conflict(error):
                 raise Conflict(url) from None
             raise
@@ -106,7 +106,7 @@ class S3Objects:
         except FileNotFoundError:
             if etag:
                 raise Conflict(url) from None
-        except Exception as error:
+        except Exception as error:  # botocore's or s3fs's: only a 412 is ours, the rest rises
             if etag and _conflict(error):
                 raise Conflict(url) from None
             raise
@@ -302,7 +302,7 @@ class LeaseLock:
                     continue
                 self.lost = "another run took the lock over"
                 return
-            except Exception as error:
+            except Exception as error:  # the renewing thread's edge: it must not die silently
                 log.warning("the lock was not renewed: %s", describe(error))
                 if time.monotonic() - renewed >= self.lease_s:
                     self.lost = "the lock's lease expired: it could not be renewed"
@@ -311,8 +311,8 @@ class LeaseLock:
     def _still_ours(self) -> bool:
         try:
             current = self.objects.get(self.url)
-        except Exception:
-            return False  # cannot tell: the safe answer
+        except Exception:  # any failure to read the lock back: cannot tell
+            return False  # the safe answer
         if current is None or _parse(current.data).get("run_id") != self._run_id:
             return False
         self._etag = current.etag
@@ -326,7 +326,7 @@ class LeaseLock:
             return
         try:
             self.objects.delete(self.url, self._etag)
-        except Exception as error:
+        except Exception as error:  # the run's work is done: a lock left expires with its lease
             log.warning("the lock was not released: %s", describe(error))
 
 
