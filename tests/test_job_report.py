@@ -6,16 +6,18 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from conftest import make_job
+from conftest import make_job, np6_client
 from sync.config import Job, load_job
 from sync.console.progress import NullProgress
 from sync.core.fold import fold_array
 from sync.core.keys import KEY_TYPE, collect_keys, distinct
 from sync.core.plan import Holding, make_plan
+from sync.emulator import Emulator
 from sync.errors import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -37,12 +39,18 @@ from sync.state.store import store_for
 HELD = [f"{n:08d}" for n in range(100)]
 
 
-def _given(tmp_path: Path, **options: bool) -> Given:
+def _given(
+    tmp_path: Path,
+    job_file: dict[str, Any] | None = None,
+    connection: Connection | None = None,
+    **options: bool,
+) -> Given:
     job = load_job(
         make_job(
             tmp_path,
             targets={"identify_by": "id", "columns": ["target_id"]},
-            sync={"max_removed_ratio": 1.0},
+            sync={"max_removed_ratio": 1.0, "chunk_size": 7},
+            **(job_file or {}),
         )
     )
     return Given(
@@ -50,7 +58,7 @@ def _given(tmp_path: Path, **options: bool) -> Given:
         RunOptions(**options),
         decide(facts_of(job)),
         store_for(job),
-        Connection(lambda: pytest.fail("the report makes no call")),
+        connection or Connection(lambda: pytest.fail("the report makes no call")),
         1,
         threading.Event(),
         NullProgress(),
@@ -127,7 +135,12 @@ def test_the_status_follows_how_far_the_job_got(tmp_path: Path) -> None:
     judged = replace(at, phase="plan", refusals=("too few rows",))
     report = report_of(given, judged)
     assert (report.status, report.exit_code, report.phase) == ("refused", EXIT_REFUSED, "plan")
-    assert report_of(_given(tmp_path, dry_run=True), at).status == "planned"
+    planned_only = report_of(_given(tmp_path, dry_run=True), at)
+    assert (planned_only.status, planned_only.phase, planned_only.exit_code) == (
+        "planned",
+        "done",
+        0,
+    )
 
 
 def test_a_usage_failure_once_changing_is_a_failed_run_but_a_refused_key_says_itself(
@@ -145,3 +158,47 @@ def test_a_usage_failure_once_changing_is_a_failed_run_but_a_refused_key_says_it
     failed = report_of(given, changing, error=RetriableApiError("PUT /segments/1", 503))
     assert (failed.status, failed.exit_code, failed.phase) == ("failed", EXIT_FAILED, "send")
     assert failed.error == "PUT /segments/1: HTTP 503" and failed.error_kind == "api"
+
+
+def test_the_plans_figures_what_it_would_cost_and_its_deferred_removals(tmp_path: Path) -> None:
+    given = _given(tmp_path, {"normalization": {"fields": {"34": ["FRA"]}}})
+    assert given.job.segment_id is not None
+    planned = _planned(given.job, keep=90)  # 10 leave, by id: one DELETE each
+    plan = planned.plan
+    pending = pa.table({"key": HELD[:3], "since": ["2026-12-03", "2026-11-30", "2026-12-01"]})
+    plan = replace(plan, send=pa.array(HELD[:15], KEY_TYPE), pending=pending, lookups=4)
+    report = report_of(given, Reached(given.route, "plan", planned=replace(planned, plan=plan)))
+    assert (report.name, report.segment_id, report.duration_s) == (
+        given.job.name,
+        given.job.segment_id,
+        0.0,
+    )
+    assert report.planned_requests == Requests(put=3, delete=10, post=1, get=4)  # 15 in 7s
+    assert report.removal_costs == {
+        name: {"requests": cost.requests, "incomplete_requests": cost.incomplete_requests}
+        for name, cost in plan.costs.items()
+    }
+    assert set(report.removal_costs) >= {"reload", "per_target"}
+    assert (report.pending_removals, report.oldest_pending_removal) == (3, "2026-11-30")
+    # Nothing to change: no normalization either, and nothing deferred.
+    unchanged = _planned(given.job, keep=100)
+    report = report_of(given, Reached(given.route, "plan", planned=unchanged))
+    assert report.action == "none"
+    assert report.planned_requests == Requests()
+    assert (report.pending_removals, report.oldest_pending_removal) == (0, None)
+
+
+def test_the_requests_are_the_clients_counts(tmp_path: Path, emulator: Emulator) -> None:
+    client = np6_client(emulator)
+    given = _given(tmp_path, connection=Connection(lambda: client))
+    emulator.inject("503")  # one retry
+    given.np6().add_targets(1234, ["a@example.com"])
+    given.np6().describe_segment(1234)
+    at = Reached(given.route, "send", changing=True)
+    report = report_of(given, at)
+    assert report.requests == Requests(put=1, delete=0, post=0, get=1, retries=1)
+    assert report.lowest_concurrency == client.gate.lowest
+    assert (report.retry_wait_s, report.rate_limit_wait_s) == (
+        client.stats.retry_wait_s,
+        client.stats.rate_limit_wait_s,
+    )
