@@ -88,6 +88,10 @@ def test_a_job_that_failed_while_reading_has_its_rows_but_not_its_keys(tmp_path:
     at = replace(at, read=Read(folded, folded=fold_array(keyset.keys[:1], pa.array([], KEY_TYPE))))
     report = report_of(given, at, error=SourceError("bad"))
     assert (report.keys, report.duplicate_keys) == (1, 1)
+    # Folded by the state's print, then failed before the plan: the route it took.
+    at = replace(at, read=replace(at.read, printed="the same print"))
+    report = report_of(given, at, error=SourceError("bad"))
+    assert (report.route, report.route_reason) == ("printed", "the same print")
 
 
 def test_two_pushes_and_the_reload_that_replaced_the_first(tmp_path: Path) -> None:

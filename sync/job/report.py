@@ -36,6 +36,8 @@ def report_of(
     }
     if at.planned is not None:
         figures["route"], figures["route_reason"] = at.planned.route, at.planned.route_reason
+    elif at.read is not None and at.read.printed:  # the print spared the state's keys
+        figures["route"], figures["route_reason"] = "printed", at.read.printed
     if given.np6.client is not None:
         figures.update(_requests(given.np6.client))
     return JobReport(job.name, job.segment_id, **figures, **_ending(given, at, error, figures))

@@ -107,14 +107,15 @@ def _journey(given: Given) -> Iterator[Reached]:
     with _locked(given):
         yield (at := at.at("read"))
         read = _read(given)
+        yield (at := replace(at, read=read))  # a stop now still reports the rows
         not_stopped(given)
-        yield (at := replace(at, read=read, phase="plan"))
+        yield (at := at.at("plan"))
         if read.folded is None:  # a source read whole, against a state read whole
             read = _fold_whole(given, read)
             yield (at := replace(at, read=read))  # the source's keys are in the fold now
         planned = _plan(given, read)
+        yield (at := replace(at, read=None, planned=planned))  # and the plan
         not_stopped(given)
-        yield (at := replace(at, read=None, planned=planned))
         proof = read.proof
         del read
         if not given.options.dry_run:

@@ -1,0 +1,82 @@
+"""End to end: a job stopped or failed between its phases reports what the phases before
+it found, as it did when they wrote into the report as they went (the rows once read, the
+plan once planned, what the preflight said once NP6 was checked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import emails, make_job, settings_file, write_csv
+from sync.errors import EXIT_FAILED
+
+STOPPED = "stopped by a signal before anything was sent"
+
+
+def signalled_after(
+    monkeypatch: pytest.MonkeyPatch, module: object, name: str, *, call: int = 1
+) -> None:
+    """SIGTERM, as the command line receives it, once ``module.name``'s ``call``-th call
+    returns."""
+    real = getattr(module, name)
+    calls = []
+
+    def then_a_signal(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(module, name, then_a_signal)
+
+
+@pytest.fixture
+def run(cli, tmp_path: Path) -> Callable[..., dict[str, Any]]:  # type: ignore[no-untyped-def]
+    config = settings_file(tmp_path)
+
+    def run(job: Path, code: int = 0) -> dict[str, Any]:
+        path = tmp_path / "report.json"
+        result = cli("run", job, "--config", config, "--report-json", path)
+        assert result.code == code, result.out + result.err
+        got: dict[str, Any] = json.loads(path.read_text())["jobs"][0]
+        return got
+
+    return run
+
+
+def test_a_stop_once_the_source_is_read_reports_its_rows(tmp_path, emulator, run, monkeypatch):
+    import sync.job.run
+
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", [*emails(0, 40), [""]])
+    signalled_after(monkeypatch, sync.job.run, "collect_job_keys")
+    got = run(job, code=EXIT_FAILED)
+    assert STOPPED in got["error"] and got["phase"] == "read"
+    assert (got["rows_read"], got["rows_rejected"]) == (41, 1)
+    assert got["rejects_by_reason"] == {"empty email": 1}
+    assert emulator.calls == []
+
+
+def test_a_stop_once_planned_reports_the_plan(tmp_path, emulator, run, monkeypatch) -> None:
+    import sync.job.run
+
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", emails(0, 40))
+    assert run(job)["status"] == "succeeded"
+    write_csv(tmp_path / "list.csv", emails(5, 50))
+    emulator.reset_calls()
+    signalled_after(monkeypatch, sync.job.run, "make_plan")
+    got = run(job, code=EXIT_FAILED)
+    assert STOPPED in got["error"] and got["phase"] == "plan"
+    assert (got["rows_read"], got["keys"]) == (45, 45)
+    assert (got["action"], got["added"], got["removed"]) == ("reload", 10, 5)
+    assert got["reason"] and got["planned_requests"]["put"] == 1
+    assert got["removal_costs"]
+    assert emulator.calls == []
