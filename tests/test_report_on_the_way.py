@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from conftest import emails, make_job, settings_file, write_csv
-from sync.errors import EXIT_FAILED
+from conftest import SEGMENT, emails, make_job, settings_file, write_csv
+from sync.errors import EXIT_FAILED, EXIT_USAGE, StateError
 
 STOPPED = "stopped by a signal before anything was sent"
 
@@ -35,6 +35,21 @@ def signalled_after(
         return result
 
     monkeypatch.setattr(module, name, then_a_signal)
+
+
+def failing_after(
+    monkeypatch: pytest.MonkeyPatch, cls: type, name: str, error: Exception, *, call: int = 1
+) -> None:
+    real = getattr(cls, name)
+    calls = []
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == call:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cls, name, fails)
 
 
 @pytest.fixture
@@ -80,3 +95,32 @@ def test_a_stop_once_planned_reports_the_plan(tmp_path, emulator, run, monkeypat
     assert got["reason"] and got["planned_requests"]["put"] == 1
     assert got["removal_costs"]
     assert emulator.calls == []
+
+
+def test_a_stop_after_the_preflight_keeps_what_it_said(tmp_path, emulator, run, monkeypatch):
+    import sync.verify.preflight
+
+    # Append mode, no state, a segment already holding targets: the preflight says so.
+    emulator.set_members(SEGMENT, {"someone@example.com"})
+    job = make_job(tmp_path, sync={"mode": "append"})
+    write_csv(tmp_path / "list.csv", emails(0, 40))
+    signalled_after(monkeypatch, sync.verify.preflight, "preflight")
+    got = run(job, code=EXIT_FAILED)
+    assert STOPPED in got["error"] and got["phase"] == "preflight"
+    [notice] = got["notices"]
+    assert "np6-sync has no state for it" in notice
+    assert emulator.members(SEGMENT) == {"someone@example.com"}
+
+
+def test_a_journal_that_cannot_be_opened_keeps_what_the_preflight_said(
+    tmp_path, emulator, run, monkeypatch
+) -> None:
+    from sync.state.local import StateStore
+
+    emulator.set_members(SEGMENT, {"someone@example.com"})
+    job = make_job(tmp_path, sync={"mode": "append"})
+    write_csv(tmp_path / "list.csv", emails(0, 40))
+    failing_after(monkeypatch, StateStore, "open_journal", StateError("the disk is full"))
+    got = run(job, code=EXIT_USAGE)
+    assert "the disk is full" in got["error"] and got["phase"] == "preflight"
+    assert ["np6-sync has no state for it" in notice for notice in got["notices"]] == [True]

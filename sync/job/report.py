@@ -98,7 +98,7 @@ def _sent(at: Reached) -> dict[str, Any]:
         "targets_sent": sum(sent.pushed.targets_sent for sent in at.sent),
         "targets_accepted": sum(sent.pushed.targets_accepted for sent in at.sent),
         "targets_removed": sum(sent.pushed.targets_removed for sent in at.sent),
-        "notices": list(at.sent[-1].notices) if at.sent else [],
+        "notices": list(at.notices),
         "lookup_fallback": at.reload.why if at.reload is not None else None,
     }
     found = [sent.pushed.lookups for sent in at.sent if sent.pushed.lookups is not None]

@@ -158,11 +158,13 @@ def _change(given: Given, at: Reached, plan: Plan) -> Generator[Reached, None, R
     assert planned is not None, "a change follows a plan"
     yield (at := at.at("preflight"))
     checked = check_np6(given, planned, plan)
+    yield (at := replace(at, notices=tuple(checked.notices)))  # kept whatever comes next
     not_stopped(given)  # the last moment a stop leaves the segment and the state untouched
     with open_journal(given, planned, plan) as journal:
         yield (at := replace(at, phase="send", changing=True))
         sent = push(given, planned, plan, journal, checked)
-    at = replace(at, sent=(*at.sent, sent))
+    # And what it said after the push (keys that match no contact).
+    at = replace(at, sent=(*at.sent, sent), notices=tuple(checked.notices))
     yield at
     return at
 
