@@ -56,9 +56,9 @@ def failing_after(
 def run(cli, tmp_path: Path) -> Callable[..., dict[str, Any]]:  # type: ignore[no-untyped-def]
     config = settings_file(tmp_path)
 
-    def run(job: Path, code: int = 0) -> dict[str, Any]:
+    def run(job: Path, *extra: str, code: int = 0) -> dict[str, Any]:
         path = tmp_path / "report.json"
-        result = cli("run", job, "--config", config, "--report-json", path)
+        result = cli("run", job, "--config", config, "--report-json", path, *extra)
         assert result.code == code, result.out + result.err
         got: dict[str, Any] = json.loads(path.read_text())["jobs"][0]
         return got
@@ -124,3 +124,23 @@ def test_a_journal_that_cannot_be_opened_keeps_what_the_preflight_said(
     got = run(job, code=EXIT_USAGE)
     assert "the disk is full" in got["error"] and got["phase"] == "preflight"
     assert ["np6-sync has no state for it" in notice for notice in got["notices"]] == [True]
+
+
+def test_a_read_back_that_fails_fails_the_job(tmp_path, emulator, run, monkeypatch) -> None:
+    """--verify after a run that worked: the read-back's failure replaces the report."""
+    import sync.verify.listing
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("the segment cannot be read back")
+
+    monkeypatch.setattr(sync.verify.listing, "verify_job", unreachable)
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", emails(0, 40))
+    got = run(job, "--verify", code=EXIT_USAGE)
+    assert (got["status"], got["phase"], got["action"], got["targets_sent"]) == (
+        "failed",
+        "verify",
+        "append",
+        40,
+    )
+    assert "the segment cannot be read back" in got["error"]
