@@ -308,3 +308,27 @@ def test_a_stop_before_the_reload_instead_reports_what_its_preflight_said(
     [notice] = got["notices"]
     assert notice.startswith("cannot check the keys before the clear"), notice
     assert emulator.members(SEGMENT) == ids(0, 5000)
+
+
+@pytest.mark.parametrize("lookup_route", [False])
+def test_a_refused_reload_instead_reports_the_plan_it_would_have_replaced(
+    tmp_path, emulator, cli, monkeypatch
+) -> None:
+    import sync.job.fallback
+
+    job = filled(tmp_path, cli, emulator, removals="per_target")
+    write_csv(tmp_path / "list.csv", [*emails(100, 5000), ["user5500@example.com"]])
+    # The same inputs as the plan they passed: only a refusal made up here refuses it.
+    monkeypatch.setattr(sync.job.fallback, "check_safeguards", lambda *a: ["made up"])
+    result = cli("run", job, "--report-json", tmp_path / "r.json")
+    assert result.code == 3, result.out + result.err
+    got = report(tmp_path / "r.json")
+    assert (got["status"], got["phase"], got["refusals"]) == ("refused", "fallback", ["made up"])
+    assert "the reload instead is refused: made up" in got["error"]
+    assert (got["action"], got["added"], got["removed"]) == ("update", 1, 100)
+    assert "answered 404" in got["lookup_fallback"]
+    # The first push's addition stays, acknowledged; nothing was cleared.
+    assert (got["targets_sent"], got["targets_accepted"]) == (1, 1)
+    assert got["requests"]["put"] == 1 and got["requests"]["delete"] == 0
+    assert deletes(emulator, "/segments/") == []
+    assert emulator.members(SEGMENT) == ids(0, 5000) | ids(5500, 5501)
