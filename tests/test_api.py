@@ -169,3 +169,14 @@ def test_unmapped_values_refused_raise_exit_3(emulator: Emulator, quick) -> None
         sync.run(job, frame, api_key=API_KEY, settings=quick)
     assert caught.value.exit_code == 3
     assert emulator.calls == []
+
+
+def test_a_report_is_frozen_and_replaced_whole() -> None:
+    """docs/python-api.md: a script changes a copy of a job's report, never the report."""
+    import dataclasses
+
+    job = sync.JobReport("list", SEGMENT, status="succeeded")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.status = "failed"  # type: ignore[misc]
+    assert dataclasses.replace(job, status="failed").status == "failed"
+    assert job.status == "succeeded"

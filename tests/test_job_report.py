@@ -96,15 +96,20 @@ def test_a_job_that_failed_while_reading_has_its_rows_but_not_its_keys(tmp_path:
     at = replace(at, read=Read(folded, folded=fold_array(keyset.keys[:1], pa.array([], KEY_TYPE))))
     report = report_of(given, at, error=SourceError("bad"))
     assert (report.keys, report.duplicate_keys) == (1, 1)
+    # Folded by the state's print, then failed before the plan: the route it took.
+    at = replace(at, read=replace(at.read, printed="the same print"))
+    report = report_of(given, at, error=SourceError("bad"))
+    assert (report.route, report.route_reason) == ("printed", "the same print")
 
 
 def test_two_pushes_and_the_reload_that_replaced_the_first(tmp_path: Path) -> None:
     given = _given(tmp_path)
     planned = _planned(given.job, keep=90)
     reload = Reload(replace(planned.plan, action="reload", reason="instead"), "no look-ups")
-    first = Sent(planned.plan, PushResult(3, 3, targets_removed=2, lookups=_looked(5, 1)), ("a",))
-    second = Sent(reload.plan, PushResult(90, 89), ("b", "c"))
+    first = Sent(planned.plan, PushResult(3, 3, targets_removed=2, lookups=_looked(5, 1)))
+    second = Sent(reload.plan, PushResult(90, 89))
     at = Reached(given.route, "settle", planned=planned, sent=(first, second), reload=reload)
+    at = replace(at, notices=("b", "c"))
     report = report_of(given, at)
     assert (report.status, report.exit_code, report.phase) == ("succeeded", 0, "done")
     assert (report.action, report.reason, report.removed) == ("reload", "instead", 10)

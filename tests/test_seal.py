@@ -135,6 +135,11 @@ def test_deferred_removals_are_never_sealed(tmp_path, emulator, cli, config) -> 
     assert deferred["pending_removals"] == 1
     assert not seal_path(tmp_path / "state" / "list.parquet").exists()
     assert not quick(run(cli, job, config))
+    # Sent, and a removal still deferred: the run's plan carried out is not the source.
+    write_csv(tmp_path / "list.csv", [*rows()[2:], ["new@example.com"]])
+    sent = run(cli, job, config)
+    assert (sent["status"], sent["targets_sent"], sent["pending_removals"]) == ("succeeded", 1, 1)
+    assert not seal_path(tmp_path / "state" / "list.parquet").exists()
 
 
 def test_the_quick_path_loads_neither_pyarrow_polars_nor_requests(

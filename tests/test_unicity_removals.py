@@ -14,10 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_reliability import start_run, wait_for
+from test_report_on_the_way import signalled_after
 
 from conftest import API_KEY, SEGMENT, emails, make_job, run_process, settings_file, write_csv
 from sync.emulator import Emulator, make_contacts
 from sync.emulator.contacts import target_id
+from sync.errors import EXIT_FAILED
 
 ADDRESSES = [f"user{n}@example.com" for n in range(6000)]
 CONTACTS = make_contacts(ADDRESSES)  # user{n} is contact target_id(n)
@@ -285,3 +287,48 @@ def test_look_ups_leave_no_personal_value_in_the_most_verbose_logs(
     assert "unicity=(value)" in done.stderr  # urllib3 logged each look-up's URL
     assert "example.com" not in done.stdout + done.stderr
     assert len(lookups(emulator)) == 5
+
+
+@pytest.mark.parametrize("lookup_route", [False])
+def test_a_stop_before_the_reload_instead_reports_what_its_preflight_said(
+    tmp_path, emulator, cli, monkeypatch
+) -> None:
+    import sync.verify.preflight
+
+    job = filled(tmp_path, cli, emulator, removals="per_target")
+    write_csv(tmp_path / "list.csv", emails(100, 5000))
+    # The per-target push's preflight, then the reload's: a stop once it has spoken.
+    signalled_after(monkeypatch, sync.verify.preflight, "preflight", call=2)
+    result = cli("run", job, "--report-json", tmp_path / "r.json")
+    assert result.code == EXIT_FAILED, result.out + result.err
+    got = report(tmp_path / "r.json")
+    assert "stopped by a signal" in got["error"] and got["phase"] == "preflight"
+    assert got["lookup_fallback"] and got["action"] == "reload"
+    # What NP6 said before the reload (its preflight, the last), kept by the stop.
+    [notice] = got["notices"]
+    assert notice.startswith("cannot check the keys before the clear"), notice
+    assert emulator.members(SEGMENT) == ids(0, 5000)
+
+
+@pytest.mark.parametrize("lookup_route", [False])
+def test_a_refused_reload_instead_reports_the_plan_it_would_have_replaced(
+    tmp_path, emulator, cli, monkeypatch
+) -> None:
+    import sync.job.fallback
+
+    job = filled(tmp_path, cli, emulator, removals="per_target")
+    write_csv(tmp_path / "list.csv", [*emails(100, 5000), ["user5500@example.com"]])
+    # The same inputs as the plan they passed: only a refusal made up here refuses it.
+    monkeypatch.setattr(sync.job.fallback, "check_safeguards", lambda *a: ["made up"])
+    result = cli("run", job, "--report-json", tmp_path / "r.json")
+    assert result.code == 3, result.out + result.err
+    got = report(tmp_path / "r.json")
+    assert (got["status"], got["phase"], got["refusals"]) == ("refused", "fallback", ["made up"])
+    assert "the reload instead is refused: made up" in got["error"]
+    assert (got["action"], got["added"], got["removed"]) == ("update", 1, 100)
+    assert "answered 404" in got["lookup_fallback"]
+    # The first push's addition stays, acknowledged; nothing was cleared.
+    assert (got["targets_sent"], got["targets_accepted"]) == (1, 1)
+    assert got["requests"]["put"] == 1 and got["requests"]["delete"] == 0
+    assert deletes(emulator, "/segments/") == []
+    assert emulator.members(SEGMENT) == ids(0, 5000) | ids(5500, 5501)

@@ -115,11 +115,10 @@ class Planned:
 
 @dataclass(frozen=True)
 class Sent:
-    """One push: the plan sent, what NP6 acknowledged, and what it said around it."""
+    """One push: the plan sent, and what NP6 acknowledged."""
 
     plan: Plan
     pushed: PushResult
-    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +133,9 @@ class Reached:
     refusals: tuple[str, ...] = ()
     sent: tuple[Sent, ...] = ()
     reload: Reload | None = None  # the reload fallback's plan, and why
+    # What NP6 said around the last push: from its preflight on, so that a stop or a
+    # failure before the push ends (the journal, the push itself) still reports it.
+    notices: tuple[str, ...] = ()
     # From the journal's opening on: a failure leaves the segment changed.
     changing: bool = False
 

@@ -36,6 +36,8 @@ def report_of(
     }
     if at.planned is not None:
         figures["route"], figures["route_reason"] = at.planned.route, at.planned.route_reason
+    elif at.read is not None and at.read.printed:  # the print spared the state's keys
+        figures["route"], figures["route_reason"] = "printed", at.read.printed
     if given.np6.client is not None:
         figures.update(_requests(given.np6.client))
     return JobReport(job.name, job.segment_id, **figures, **_ending(given, at, error, figures))
@@ -96,7 +98,7 @@ def _sent(at: Reached) -> dict[str, Any]:
         "targets_sent": sum(sent.pushed.targets_sent for sent in at.sent),
         "targets_accepted": sum(sent.pushed.targets_accepted for sent in at.sent),
         "targets_removed": sum(sent.pushed.targets_removed for sent in at.sent),
-        "notices": list(at.sent[-1].notices) if at.sent else [],
+        "notices": list(at.notices),
         "lookup_fallback": at.reload.why if at.reload is not None else None,
     }
     found = [sent.pushed.lookups for sent in at.sent if sent.pushed.lookups is not None]

@@ -107,14 +107,15 @@ def _journey(given: Given) -> Iterator[Reached]:
     with _locked(given):
         yield (at := at.at("read"))
         read = _read(given)
+        yield (at := replace(at, read=read))  # a stop now still reports the rows
         not_stopped(given)
-        yield (at := replace(at, read=read, phase="plan"))
+        yield (at := at.at("plan"))
         if read.folded is None:  # a source read whole, against a state read whole
             read = _fold_whole(given, read)
             yield (at := replace(at, read=read))  # the source's keys are in the fold now
         planned = _plan(given, read)
+        yield (at := replace(at, read=None, planned=planned))  # and the plan
         not_stopped(given)
-        yield (at := replace(at, read=None, planned=planned))
         proof = read.proof
         del read
         if not given.options.dry_run:
@@ -157,11 +158,13 @@ def _change(given: Given, at: Reached, plan: Plan) -> Generator[Reached, None, R
     assert planned is not None, "a change follows a plan"
     yield (at := at.at("preflight"))
     checked = check_np6(given, planned, plan)
+    yield (at := replace(at, notices=tuple(checked.notices)))  # kept whatever comes next
     not_stopped(given)  # the last moment a stop leaves the segment and the state untouched
     with open_journal(given, planned, plan) as journal:
         yield (at := replace(at, phase="send", changing=True))
         sent = push(given, planned, plan, journal, checked)
-    at = replace(at, sent=(*at.sent, sent))
+    # And what it said after the push (keys that match no contact).
+    at = replace(at, sent=(*at.sent, sent), notices=tuple(checked.notices))
     yield at
     return at
 

@@ -66,7 +66,7 @@ def push(given: Given, planned: Planned, plan: Plan, journal: Journal, checked: 
         raise
     save_acknowledged(given, planned, plan, pushed, after_failure=pushed.error is not None)
     checked.after_push(pushed.targets_sent, pushed.targets_accepted)
-    return Sent(plan, pushed, tuple(checked.notices))
+    return Sent(plan, pushed)
 
 
 def settle_push(given: Given, sent: Sent) -> None:
