@@ -185,6 +185,14 @@ class StoppedError(SyncError):
             "stopped by a signal before anything was sent: the segment and the state are unchanged"
         )
 
+    @classmethod
+    def before_the_reload(cls) -> StoppedError:
+        """A stop between a push and the reload fallback that follows it."""
+        return cls(
+            "stopped by a signal before the reload instead was sent: the state holds what NP6 "
+            "acknowledged of the push before it, and the next run goes on from there"
+        )
+
 
 class _Bug(SyncError):
     kind = "bug"

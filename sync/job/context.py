@@ -149,9 +149,10 @@ class Reached:
         return None if self.planned is None else self.planned.plan
 
 
-def not_stopped(given: Given) -> None:
+def not_stopped(given: Given, *, changed: bool = False) -> None:
+    """A stop signal ends the job here (``changed``: a push before this one changed NP6)."""
     if given.stop.is_set():
-        raise StoppedError.before_sending()
+        raise StoppedError.before_the_reload() if changed else StoppedError.before_sending()
 
 
 def log_extra(given: Given) -> dict[str, object]:

@@ -159,7 +159,8 @@ def _change(given: Given, at: Reached, plan: Plan) -> Generator[Reached, None, R
     yield (at := at.at("preflight"))
     checked = check_np6(given, planned, plan)
     yield (at := replace(at, notices=tuple(checked.notices)))  # kept whatever comes next
-    not_stopped(given)  # the last moment a stop leaves the segment and the state untouched
+    # The last moment a stop leaves the segment and the state as they are.
+    not_stopped(given, changed=at.changing)
     with open_journal(given, planned, plan) as journal:
         yield (at := replace(at, phase="send", changing=True))
         sent = push(given, planned, plan, journal, checked)
