@@ -207,3 +207,11 @@ def test_the_requests_are_the_clients_counts(tmp_path: Path, emulator: Emulator)
         client.stats.retry_wait_s,
         client.stats.rate_limit_wait_s,
     )
+
+
+def test_a_client_that_made_no_look_up_counts_none(tmp_path: Path, emulator: Emulator) -> None:
+    client = np6_client(emulator)
+    given = _given(tmp_path, connection=Connection(lambda: client))
+    given.np6().add_targets(1234, ["a@example.com"])
+    report = report_of(given, Reached(given.route, "send", changing=True))
+    assert report.requests == Requests(put=1, delete=0, post=0, get=0, retries=0)
