@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from conftest import wait_for
 from sync.emulator import ALL_FAULTS, Emulator, configure_parser
 
 KEY = "emulator-test-key-3b7e"
@@ -621,3 +623,14 @@ def test_the_command_serves_until_a_signal_and_never_prints_the_key(stop: signal
         out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
     assert cli_key not in line + out + err
+
+
+def test_the_emulator_is_idle_once_every_client_has_gone(emulator: Emulator) -> None:
+    """What tests wait on after killing a run: its requests in flight answered."""
+    assert emulator.idle
+    with socket.create_connection(("127.0.0.1", emulator.port)) as client:
+        wait_for(lambda: not emulator.idle)  # accepted, being read
+        client.sendall(b"GET /segments/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(1024).startswith(b"HTTP/1.1 ")
+        assert not emulator.idle  # kept alive
+    wait_for(lambda: emulator.idle)

@@ -97,7 +97,7 @@ def test_a_run_killed_at_a_random_moment_is_finished_by_the_next(
         wait_for(lambda: puts_answered(emulator) >= target or process.poll() is not None)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    time.sleep(0.05)  # let the emulator finish answering what was in flight
+    wait_for(lambda: emulator.idle)  # what was in flight has landed
     emulator.latency_s = 0.0
 
     acknowledged = journaled_keys(store)

@@ -255,7 +255,7 @@ def test_a_run_killed_mid_push_is_finished_by_the_next_from_remote_state(
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
-    time.sleep(0.05)  # let the emulator answer what was in flight
+    wait_for(lambda: emulator.idle)  # what was in flight has landed
     emulator.latency_s = 0.0
     acknowledged = remote.journaled_keys("state/list.parquet")
     assert acknowledged and "state/list.parquet.lock" in remote.names()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,7 +257,7 @@ def test_a_run_killed_during_look_ups_and_removals_is_finished_by_the_next(
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert (tmp_path / "state" / "list.parquet.journal").exists()  # killed mid-way
-    time.sleep(0.05)  # let the emulator finish answering what was in flight
+    wait_for(lambda: emulator.idle)  # what was in flight has landed
     emulator.latency_s = 0.0
     first = emulator.calls
     emulator.reset_calls()

@@ -203,6 +203,11 @@ class Emulator:
         return self.world.normalizations(segment_id)
 
     @property
+    def idle(self) -> bool:
+        """No client is connected: what a killed client had in flight has been answered."""
+        return self._server is None or self._server.idle
+
+    @property
     def calls(self) -> list[Call]:
         with self._lock:
             # Handlers record on completion; concurrent requests can finish out of order.

@@ -58,6 +58,13 @@ class Server(ThreadingHTTPServer):
             else:
                 self._connections.discard(connection)
 
+    @property
+    def idle(self) -> bool:
+        """No client's connection is open: whatever a client sent before it went away (a
+        killed run's requests in flight) has been read and answered."""
+        with self._connections_lock:
+            return not self._connections
+
     def close_connections(self) -> None:
         with self._connections_lock:
             connections = list(self._connections)
