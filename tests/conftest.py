@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,3 +208,24 @@ def _clock_in_sql() -> bool:
 # where it does not, a condition on the clock is refused when the job loads (exit 2), and
 # the tests of such conditions check that instead.
 CLOCK_IN_SQL = _clock_in_sql()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A thread a test left behind that would keep the interpreter from exiting (a
+    non-daemon one, such as an executor's worker): named with where it stands, and the
+    session fails, rather than hanging after its last test."""
+    left = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon
+    ]
+    for thread in left:
+        thread.join(timeout=5)
+    stuck = [thread for thread in left if thread.is_alive()]
+    if not stuck:
+        return
+    frames = sys._current_frames()
+    for thread in stuck:
+        stack = "".join(traceback.format_stack(frames[thread.ident])) if thread.ident else ""
+        sys.stderr.write(f"\na thread left running: {thread.name}\n{stack}")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
