@@ -132,8 +132,9 @@ class Contacts:
 
     folds_case = True
 
-    def __init__(self, ids: dict[str, list[str]]) -> None:
+    def __init__(self, ids: dict[str, list[str]], gone: tuple[str, ...] = ()) -> None:
         self.ids = ids
+        self.gone = gone  # ids NP6 no longer knows: their removal answers 404
         self.looked_up: list[str] = []
         self.removed: list[str] = []
 
@@ -143,7 +144,7 @@ class Contacts:
 
     def remove_target(self, segment_id: int, target_id: str) -> bool:
         self.removed.append(target_id)
-        return True
+        return target_id not in self.gone
 
 
 class Steps:
@@ -176,7 +177,7 @@ def test_a_kept_twin_is_looked_up_once_for_every_leaving_key_it_collides_with() 
     assert remover.remove("ann@x.fr") is False and remover.remove("ANN@x.fr") is False
     assert client.looked_up == ["ann@x.fr", "Ann@X.fr", "ANN@x.fr"]  # the twin once
     assert client.removed == []  # the kept key still names the one contact
-    assert (stats.lookups, stats.kept_by_twin) == (3, 2)
+    assert (stats.lookups, stats.kept_by_twin, stats.several) == (3, 2, 0)  # one id each
 
 
 @pytest.mark.parametrize(
@@ -223,3 +224,21 @@ def test_a_look_up_that_keeps_failing_stops_with_np6_s_error(tmp_path: Path) -> 
     assert "example.com" not in str(result.error)
     assert len(server.requests) == 3  # the client's attempts, then the job stops
     assert sorted(store.load().keys.to_pylist()) == sorted(KEYS)  # nothing taken as removed
+
+
+def test_an_id_no_longer_known_is_looked_up_again_and_the_new_one_removed() -> None:
+    client = Contacts({"ann@x.fr": ["NEW"]}, gone=("OLD",))
+    known = pa.table({"key": ["ann@x.fr"], "ids": [["OLD"]]}).cast(IDS_SCHEMA)
+    journal = Steps()
+    confirmed: list[bool] = []
+    remover = UnicityRemover(
+        client,
+        SEGMENT,
+        journal,
+        known,
+        lambda: confirmed.append(True),
+        LookupStats(),  # type: ignore[arg-type]
+    )
+    assert remover.remove("ann@x.fr") is True  # NP6 took the contact out, under its new id
+    assert (client.removed, client.looked_up, confirmed) == (["OLD", "NEW"], ["ann@x.fr"], [])
+    assert journal.steps == [("looked_up", ["ann@x.fr"]), ("removed", ["ann@x.fr"])]
