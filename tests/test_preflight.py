@@ -5,6 +5,7 @@ while adding, `check`, and the unicity media type."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from conftest import (
     SEGMENT,
     emails,
     make_job,
+    np6_client,
     run_process,
     settings_file,
     write_csv,
@@ -29,7 +31,8 @@ from conftest import (
 from sync.cli import main
 from sync.core.keys import KEY_TYPE
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
-from sync.verify.preflight import sample_keys
+from sync.errors import FatalApiError
+from sync.verify.preflight import Preflight, Sample, _resent, look_up, sample_keys
 
 
 def addresses(start: int, stop: int) -> list[str]:
@@ -352,3 +355,99 @@ def test_sample_keys_are_evenly_spaced_and_the_same_each_time() -> None:
     assert sample_keys(keys, 4) == sample_keys(keys, 4)
     assert sample_keys(keys[:3], 20) == ["k0", "k1", "k2"]
     assert sample_keys(keys, 0) == []
+
+
+@pytest.mark.parametrize(
+    ("targets", "members", "adopt"),
+    [
+        pytest.param(
+            {"columns": ["email"]},
+            addresses(0, 3),
+            "record the list that filled it with `np6-sync state import JOB --from FILE`",
+            id="unicity",
+        ),
+        pytest.param(
+            {"identify_by": "id", "columns": ["email"]},
+            ["00000001", "00000002", "00000003"],
+            "adopt what it holds with `np6-sync state import JOB --from-segment`",
+            id="id",
+        ),
+    ],
+)
+def test_a_lost_state_is_refused_with_the_way_to_adopt_the_segment(  # type: ignore[no-untyped-def]
+    account, cli_main, tmp_path: Path, targets: dict, members: list[str], adopt: str
+) -> None:
+    server = account(contacts=None)
+    server.set_members(SEGMENT, members)
+    write_csv(tmp_path / "list.csv", [["00000001"]] if "identify_by" in targets else emails(0, 3))
+    job = make_job(tmp_path, targets=targets)
+    code, out = cli_main("run", job, "--config", settings_file(tmp_path), "--report-json", "r.json")
+    assert code == 3, out
+    assert report_of(tmp_path / "r.json")["error"] == (
+        f"NP6 says segment {SEGMENT} holds about 3 targets and np6-sync has no state for it "
+        "(lost, or never made): a run would add the source's keys and remove none of the "
+        f"others; {adopt}, or reload it with the source's keys with "
+        "`np6-sync run JOB --full-refresh`, or pass --force; nothing was sent"
+    )
+    assert changes(server) == []
+
+
+def test_a_sample_of_one_key_that_matches_no_contact_is_under_any_ratio() -> None:
+    assert Sample(looked=1, matched=0).under(0.1)
+    assert not Sample(looked=1, matched=1).under(1.0)
+    assert not Sample().under(1.0)  # nothing looked up: nothing to judge
+    assert not Sample(unavailable="no look-up").under(1.0)
+
+
+def test_a_sampled_look_up_that_fails_names_its_place_in_the_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Loopback(lambda r: Answer(400, b"no")) as server:
+        client = np6_client(server)
+        with pytest.raises(FatalApiError) as error:
+            look_up(client, pa.array(["a@x.fr", "b@x.fr"], KEY_TYPE), 2)
+        client.close()
+    assert error.value.call == "GET /targets?unicity=(value #1)"
+
+
+def test_a_notice_is_logged_as_it_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    result = Preflight()
+    with caplog.at_level(logging.WARNING, logger="np6sync.preflight"):
+        result.notice("NP6 says 10% of the keys match no contact")
+    assert result.notices == ["NP6 says 10% of the keys match no contact"]
+    assert [r.getMessage() for r in caplog.records] == result.notices
+
+
+def test_a_sample_of_one_key_is_the_first_key() -> None:
+    assert sample_keys(pa.array(["k0", "k1", "k2"], KEY_TYPE), 1) == ["k0"]
+
+
+class History:
+    """A store whose last runs are ``runs`` (oldest first), with or without a journal."""
+
+    def __init__(self, runs: list[dict[str, str]] | None, journal: bool = False) -> None:
+        self.runs = runs
+        self.journal = journal
+
+    def has_journal(self) -> bool:
+        return self.journal
+
+    def read_history(self, last: int) -> list[dict[str, str]]:
+        if self.runs is None:
+            raise OSError("the history cannot be read")
+        return self.runs[-last:]
+
+
+@pytest.mark.parametrize(
+    ("store", "resent"),
+    [
+        pytest.param(History([{"status": "succeeded"}, {"status": "failed"}]), 2, id="failed"),
+        pytest.param(History([{"status": "failed"}, {"status": "succeeded"}]), 0, id="succeeded"),
+        pytest.param(History([], journal=True), 2, id="journal"),
+        pytest.param(History(None), 0, id="unreadable"),
+        pytest.param(History(None, journal=True), 2, id="unreadable-with-journal"),
+    ],
+)
+def test_the_keys_a_stopped_run_had_in_flight_are_not_judged(store: History, resent: int) -> None:
+    send = pa.array(["a", "b", "c", "d"], KEY_TYPE)
+    assert _resent(store, send, 2) == frozenset(["a", "b"][:resent])  # type: ignore[arg-type]
