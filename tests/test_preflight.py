@@ -31,8 +31,15 @@ from conftest import (
 from sync.cli import main
 from sync.core.keys import KEY_TYPE
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
-from sync.errors import FatalApiError
-from sync.verify.preflight import Preflight, Sample, _resent, look_up, sample_keys
+from sync.errors import FatalApiError, NotTakenError
+from sync.verify.preflight import (
+    AcceptanceWatch,
+    Preflight,
+    Sample,
+    _resent,
+    look_up,
+    sample_keys,
+)
 
 
 def addresses(start: int, stop: int) -> list[str]:
@@ -451,3 +458,53 @@ class History:
 def test_the_keys_a_stopped_run_had_in_flight_are_not_judged(store: History, resent: int) -> None:
     send = pa.array(["a", "b", "c", "d"], KEY_TYPE)
     assert _resent(store, send, 2) == frozenset(["a", "b"][:resent])  # type: ignore[arg-type]
+
+
+def test_the_watch_judges_the_first_keys_once_and_stops_under_the_ratio() -> None:
+    watch = AcceptanceWatch(0.5, planned=4, resent=frozenset())
+    assert watch(["a", "b"], 0) is None  # 2 of the 4 it judges on: not yet
+    stop = watch(["c", "d"], 1)
+    assert isinstance(stop, NotTakenError) and watch.stopped and watch.judged
+    assert str(stop).startswith(
+        "NP6 added 1 of the first 4 targets sent (25%), fewer than sync.min_accepted_ratio "
+        "(50%), although none of them was in the segment: the keys match no contact."
+    )
+    assert watch(["e", "f"], 0) is None and (watch.sent, watch.accepted) == (4, 1)  # judged
+
+
+def test_the_watch_lets_a_good_start_go_and_judges_nothing_after() -> None:
+    watch = AcceptanceWatch(0.5, planned=4, resent=frozenset())
+    assert watch(["a", "b", "c", "d"], 2) is None and watch.judged and not watch.stopped
+    assert watch(["e", "f"], 0) is None and (watch.sent, watch.accepted) == (4, 2)
+
+
+def test_the_watch_does_not_judge_chunks_sent_again() -> None:
+    watch = AcceptanceWatch(0.5, planned=4, resent=frozenset({"a", "b"}))
+    assert watch(["a", "b"], 0) is None and (watch.sent, watch.judged) == (0, False)
+    assert isinstance(watch(["c", "d"], 0), NotTakenError)
+
+
+def test_keys_not_added_are_noticed_unless_the_watch_stopped_or_chunks_were_resent() -> None:
+    def noticed(watch: AcceptanceWatch, sent: int, accepted: int) -> list[str]:
+        result = Preflight(watch=watch)
+        result.after_push(sent, accepted)
+        return result.notices
+
+    assert noticed(AcceptanceWatch(0.5, 4, frozenset()), 4, 3) == [
+        "1 of the 4 keys sent match no contact in NP6 (none was in the segment): the state "
+        "records them as sent, so they are not sent again until --full-refresh; `np6-sync "
+        "check --sample N` looks keys up"
+    ]
+    assert noticed(AcceptanceWatch(0.5, 4, frozenset()), 4, 4) == []
+    stopped = AcceptanceWatch(0.5, 4, frozenset())
+    stopped(["a", "b", "c", "d"], 0)
+    assert noticed(stopped, 4, 0) == []  # the stop says it already
+    assert noticed(AcceptanceWatch(0.5, 4, frozenset({"a"})), 4, 3) == []
+
+
+def test_the_watch_judges_on_the_first_thousand_new_keys_at_most() -> None:
+    assert AcceptanceWatch(0.5, planned=5000, resent=frozenset()).goal == 1000
+    assert AcceptanceWatch(0.5, planned=1000, resent=frozenset({"a"})).goal == 999
+    everything_resent = AcceptanceWatch(0.5, planned=2, resent=frozenset({"a", "b"}))
+    assert everything_resent.judged and everything_resent(["c"], 0) is None
+    assert not AcceptanceWatch(0.5, planned=3, resent=frozenset({"a", "b"})).judged
