@@ -33,6 +33,7 @@ from sync.core.keys import KEY_TYPE
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
 from sync.errors import FatalApiError, NotTakenError
 from sync.verify.preflight import (
+    CAUSES,
     AcceptanceWatch,
     Preflight,
     Sample,
@@ -468,6 +469,10 @@ def test_the_watch_judges_the_first_keys_once_and_stops_under_the_ratio() -> Non
     assert str(stop).startswith(
         "NP6 added 1 of the first 4 targets sent (25%), fewer than sync.min_accepted_ratio "
         "(50%), although none of them was in the segment: the keys match no contact."
+    )
+    assert str(stop).endswith(
+        f" Check {CAUSES}; `np6-sync check` looks keys up. The sending stopped; the state "
+        "holds the chunks NP6 acknowledged, so once fixed, run with --full-refresh"
     )
     assert watch(["e", "f"], 0) is None and (watch.sent, watch.accepted) == (4, 1)  # judged
 
