@@ -30,8 +30,11 @@ from conftest import (
 )
 from sync.cli import main
 from sync.core.keys import KEY_TYPE
+from sync.core.plan import Holding, Plan
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
 from sync.errors import FatalApiError, NotTakenError
+from sync.job.fanout import load_job_file
+from sync.np6.answers import SegmentInfo
 from sync.verify.preflight import (
     CAUSES,
     AcceptanceWatch,
@@ -39,6 +42,7 @@ from sync.verify.preflight import (
     Sample,
     _resent,
     look_up,
+    preflight,
     sample_keys,
 )
 
@@ -513,3 +517,72 @@ def test_the_watch_judges_on_the_first_thousand_new_keys_at_most() -> None:
     everything_resent = AcceptanceWatch(0.5, planned=2, resent=frozenset({"a", "b"}))
     assert everything_resent.judged and everything_resent(["c"], 0) is None
     assert not AcceptanceWatch(0.5, planned=3, resent=frozenset({"a", "b"})).judged
+
+
+class NoState(History):
+    """A store with no state, no journal and no history."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def info(self) -> None:
+        return None
+
+
+class Describing:
+    """A client whose ``GET /segments/{id}`` answers ``status`` (or describes ``info``)."""
+
+    def __init__(self, status: int = 200, info: SegmentInfo | None = None) -> None:
+        self.status, self.info = status, info
+
+    def describe_segment(self, segment_id: int) -> SegmentInfo:
+        if self.info is None:
+            raise FatalApiError(f"GET /segments/{segment_id}", self.status)
+        return self.info
+
+
+def first_plan(keys: int) -> Plan:
+    send = pa.array([f"k{n}" for n in range(keys)], KEY_TYPE)
+    return Plan("append", send, send[:0], keys, 0, 0, keys, "the first run")
+
+
+def test_a_segment_np6_cannot_describe_is_not_checked_and_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = load_job_file(make_job(tmp_path))[0][0]
+    client = Describing(405)
+    with caplog.at_level(logging.WARNING, logger="np6sync.preflight"):
+        result = preflight(
+            job,
+            first_plan(3),
+            Holding.empty(),
+            client,
+            NoState(),
+            force=False,
+            in_flight=0,  # type: ignore[arg-type]
+        )
+    assert result.segment is None and result.notices == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot check the segment before sending: GET /segments/1234: HTTP 405"
+    ]
+    assert result.watch is None  # NP6 did not say the segment was empty: nothing to judge
+
+
+def test_an_append_job_on_a_segment_already_filled_is_told_why_it_adds_little(
+    tmp_path: Path,
+) -> None:
+    job = load_job_file(make_job(tmp_path, sync={"mode": "append"}))[0][0]
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 7))
+    result = preflight(
+        job,
+        first_plan(3),
+        Holding.empty(),
+        client,
+        NoState(),
+        force=False,
+        in_flight=0,  # type: ignore[arg-type]
+    )
+    assert result.notices == [
+        f"NP6 says segment {SEGMENT} holds about 7 targets and np6-sync has no state for it: "
+        "those already there add nothing when sent (not a sign of keys that match no contact)"
+    ]
