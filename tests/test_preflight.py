@@ -586,3 +586,24 @@ def test_an_append_job_on_a_segment_already_filled_is_told_why_it_adds_little(
         f"NP6 says segment {SEGMENT} holds about 7 targets and np6-sync has no state for it: "
         "those already there add nothing when sent (not a sign of keys that match no contact)"
     ]
+
+
+def test_a_forced_run_on_a_segment_already_filled_adopts_it_and_says_so(tmp_path: Path) -> None:
+    job = load_job_file(make_job(tmp_path))[0][0]
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 7))
+    result = preflight(
+        job,
+        first_plan(3),
+        Holding.empty(),
+        client,
+        NoState(),
+        force=True,
+        in_flight=0,  # type: ignore[arg-type]
+    )
+    assert result.notices == [
+        f"NP6 says segment {SEGMENT} holds about 7 targets and np6-sync has no state for it "
+        "(lost, or never made): a run would add the source's keys and remove none of the "
+        "others; record the list that filled it with `np6-sync state import JOB --from "
+        "FILE`, or reload it with the source's keys with `np6-sync run JOB --full-refresh`, "
+        "or pass --force; --force adopts the segment as it is"
+    ]
