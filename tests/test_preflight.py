@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,7 +33,7 @@ from sync.cli import main
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import Holding, Plan
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
-from sync.errors import FatalApiError, NotTakenError
+from sync.errors import FatalApiError, NotTakenError, UnexpectedAnswerError
 from sync.job.fanout import load_job_file
 from sync.np6.answers import SegmentInfo
 from sync.verify.preflight import (
@@ -532,12 +533,17 @@ class NoState(History):
 class Describing:
     """A client whose ``GET /segments/{id}`` answers ``status`` (or describes ``info``)."""
 
-    def __init__(self, status: int = 200, info: SegmentInfo | None = None) -> None:
-        self.status, self.info = status, info
+    def __init__(
+        self, status: int = 200, info: SegmentInfo | None = None, shape: bool = False
+    ) -> None:
+        self.status, self.info, self.shape = status, info, shape
 
     def describe_segment(self, segment_id: int) -> SegmentInfo:
+        call = f"GET /segments/{segment_id}"
+        if self.shape:
+            raise UnexpectedAnswerError(call, self.status, None, "the answer is not an object")
         if self.info is None:
-            raise FatalApiError(f"GET /segments/{segment_id}", self.status)
+            raise FatalApiError(call, self.status)
         return self.info
 
 
@@ -546,11 +552,21 @@ def first_plan(keys: int) -> Plan:
     return Plan("append", send, send[:0], keys, 0, 0, keys, "the first run")
 
 
+@pytest.mark.parametrize(
+    ("client", "said"),
+    [
+        pytest.param(Describing(405), "GET /segments/1234: HTTP 405", id="405"),
+        pytest.param(
+            Describing(200, shape=True),
+            "GET /segments/1234: HTTP 200 (the answer is not an object)",
+            id="another-shape",
+        ),
+    ],
+)
 def test_a_segment_np6_cannot_describe_is_not_checked_and_the_run_goes_on(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, client: Describing, said: str
 ) -> None:
     job = load_job_file(make_job(tmp_path))[0][0]
-    client = Describing(405)
     with caplog.at_level(logging.WARNING, logger="np6sync.preflight"):
         result = preflight(
             job,
@@ -563,7 +579,7 @@ def test_a_segment_np6_cannot_describe_is_not_checked_and_the_run_goes_on(
         )
     assert result.segment is None and result.notices == []
     assert [r.getMessage() for r in caplog.records] == [
-        "cannot check the segment before sending: GET /segments/1234: HTTP 405"
+        f"cannot check the segment before sending: {said}"
     ]
     assert result.watch is None  # NP6 did not say the segment was empty: nothing to judge
 
@@ -607,3 +623,42 @@ def test_a_forced_run_on_a_segment_already_filled_adopts_it_and_says_so(tmp_path
         "FILE`, or reload it with the source's keys with `np6-sync run JOB --full-refresh`, "
         "or pass --force; --force adopts the segment as it is"
     ]
+
+
+class Failed(History):
+    """A state whose last run failed (no journal left)."""
+
+    def __init__(self) -> None:
+        super().__init__([{"status": "failed"}])
+
+    def info(self) -> object:
+        return object()
+
+
+@pytest.mark.parametrize(
+    ("action", "resent"), [("append", {"k0", "k1"}), ("reload", set())], ids=["append", "reload"]
+)
+def test_after_a_failed_run_the_keys_it_had_in_flight_are_not_judged(
+    tmp_path: Path, action: str, resent: set[str]
+) -> None:
+    job = load_job_file(make_job(tmp_path))[0][0]
+    plan = replace(first_plan(4), action=action)
+    holding = Holding(pa.array(["old"], KEY_TYPE))
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 1))
+    result = preflight(job, plan, holding, client, Failed(), force=True, in_flight=2)  # type: ignore[arg-type]
+    assert result.watch is not None and result.watch.resent == resent
+
+
+def test_a_ratio_of_zero_watches_nothing(tmp_path: Path) -> None:
+    job = load_job_file(make_job(tmp_path, sync={"min_accepted_ratio": 0}))[0][0]
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 0))
+    result = preflight(
+        job,
+        first_plan(3),
+        Holding.empty(),
+        client,
+        NoState(),
+        force=False,
+        in_flight=0,  # type: ignore[arg-type]
+    )
+    assert result.watch is None
