@@ -33,7 +33,7 @@ from sync.cli import main
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import Holding, Plan
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
-from sync.errors import FatalApiError, NotTakenError, UnexpectedAnswerError
+from sync.errors import FatalApiError, NotTakenError, SegmentError, UnexpectedAnswerError
 from sync.job.fanout import load_job_file
 from sync.np6.answers import SegmentInfo
 from sync.verify.preflight import (
@@ -42,6 +42,7 @@ from sync.verify.preflight import (
     Preflight,
     Sample,
     _resent,
+    describe,
     look_up,
     preflight,
     sample_keys,
@@ -662,3 +663,26 @@ def test_a_ratio_of_zero_watches_nothing(tmp_path: Path) -> None:
         in_flight=0,  # type: ignore[arg-type]
     )
     assert result.watch is None
+
+
+@pytest.mark.parametrize(
+    ("client", "said"),
+    [
+        pytest.param(
+            Describing(404),
+            "NP6 does not know segment 1234 (GET /segments/1234 answered 404): check "
+            "segment_id; nothing was sent",
+            id="unknown",
+        ),
+        pytest.param(
+            Describing(info=SegmentInfo(SEGMENT, "vip", "dynamic", 3)),
+            "segment 1234 (vip) is dynamic: NP6 computes its members and refuses changes to "
+            "them; a job needs a static segment; nothing was sent",
+            id="dynamic",
+        ),
+    ],
+)
+def test_a_segment_that_cannot_be_synced_is_named_with_why(client: Describing, said: str) -> None:
+    with pytest.raises(SegmentError) as refused:
+        describe(client, SEGMENT)  # type: ignore[arg-type]
+    assert str(refused.value) == said
