@@ -680,6 +680,12 @@ def test_a_ratio_of_zero_watches_nothing(tmp_path: Path) -> None:
             "them; a job needs a static segment; nothing was sent",
             id="dynamic",
         ),
+        pytest.param(
+            Describing(info=SegmentInfo(SEGMENT, None, "dynamic", 3)),
+            "segment 1234 is dynamic: NP6 computes its members and refuses changes to them; a "
+            "job needs a static segment; nothing was sent",
+            id="dynamic-without-a-name",
+        ),
     ],
 )
 def test_a_segment_that_cannot_be_synced_is_named_with_why(client: Describing, said: str) -> None:
