@@ -17,7 +17,7 @@ from sync.config import Job
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import IDS_SCHEMA
 from sync.emulator import Emulator
-from sync.errors import UsageError
+from sync.errors import StorageError, UsageError
 from sync.job.fanout import load_job_file
 from sync.state.store import store_for
 from sync.verify.ids import IdComparison, verify_by_ids
@@ -192,3 +192,18 @@ def test_a_repair_in_unicity_mode_is_refused(tmp_path: Path) -> None:
         "verify --repair needs targets.identify_by: id (job list): in unicity mode a run "
         "corrects the segment (np6-sync run --full-refresh reloads it)"
     )
+
+
+def test_an_empty_segment_misses_every_key_whose_id_is_known(tmp_path: Path) -> None:
+    job = unicity_state(tmp_path, ["k0", "k1"], {"k0": ["A"]})
+    compared = verify_by_ids(job, Listing([]))
+    assert compared == IdComparison(segment=0, keys=2, missing=1, unknown=1, unmatched=0)
+
+
+def test_a_state_that_cannot_be_read_back_says_what_failed(tmp_path: Path) -> None:
+    job = unicity_state(tmp_path, ["k0"], {"k0": ["A"]})
+    lock = job.state_path.with_name(job.state_path.name + ".lock")
+    lock.unlink(missing_ok=True)
+    lock.mkdir()  # a folder where the job's lock file goes
+    with pytest.raises(StorageError, match=r"^cannot read back the segment beside its state: "):
+        verify_by_ids(job, Listing(["A"]))
