@@ -5,6 +5,8 @@ state (sync/verify/listing.py), unicity mode by the ids the state knows
 from __future__ import annotations
 
 import csv
+import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +14,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SEGMENT, make_job, write_csv
+from conftest import SEGMENT, make_job, np6_client, write_csv
 from sync.config import Job
 from sync.core.keys import KEY_TYPE
 from sync.core.plan import IDS_SCHEMA
 from sync.emulator import Emulator
 from sync.errors import StorageError, UsageError
 from sync.job.fanout import load_job_file
+from sync.job.source import source_keys
 from sync.state.store import store_for
 from sync.verify.ids import IdComparison, verify_by_ids
+from sync.verify.listing import verify_job
 
 
 @pytest.mark.parametrize(
@@ -207,3 +211,61 @@ def test_a_state_that_cannot_be_read_back_says_what_failed(tmp_path: Path) -> No
     lock.mkdir()  # a folder where the job's lock file goes
     with pytest.raises(StorageError, match=r"^cannot read back the segment beside its state: "):
         verify_by_ids(job, Listing(["A"]))
+
+
+def test_run_verify_reports_a_difference_and_repairs_nothing(
+    tmp_path: Path, emulator: Emulator, cli: Any
+) -> None:
+    job = filled(tmp_path, cli, IDS[:10])
+    emulator.set_members(SEGMENT, IDS[:9])
+    result = cli("run", job, "--verify", "--report-json", tmp_path / "r.json")
+    assert result.code == 1
+    assert emulator.members(SEGMENT) == set(IDS[:9])  # told, not repaired
+
+
+def test_run_verify_of_a_job_in_unicity_mode_says_it_needs_ids(
+    tmp_path: Path, emulator: Emulator, cli: Any
+) -> None:
+    job = make_job(tmp_path)
+    write_csv(tmp_path / "list.csv", [["a@example.com"]])
+    report = tmp_path / "r.json"
+    assert cli("run", job, "--verify", "--report-json", report).code == 2
+    error = json.loads(report.read_text())["jobs"][0]["error"]
+    assert error.startswith("verify needs targets.identify_by: id: NP6 lists a segment's ")
+
+
+@pytest.mark.parametrize(
+    ("blocked", "what"),
+    [
+        pytest.param("list.parquet.lock", "read back the segment beside its state", id="lock"),
+        pytest.param("list.verify.csv", "write the listing of differences", id="listing"),
+    ],
+)
+def test_a_read_back_that_cannot_use_its_files_says_which(
+    tmp_path: Path, emulator: Emulator, cli: Any, blocked: str, what: str
+) -> None:
+    job_file = filled(tmp_path, cli, IDS[:10])
+    emulator.set_members(SEGMENT, IDS[:9])
+    path = tmp_path / "state" / blocked
+    path.unlink(missing_ok=True)
+    path.mkdir()  # a folder where the file goes
+    job = load_job_file(job_file)[0][0]
+    client = np6_client(emulator)
+    with pytest.raises(StorageError) as error:
+        verify_job(job, client, source_keys)
+    client.close()
+    assert str(error.value).startswith(f"cannot {what}: ")
+
+
+def test_a_repair_stopped_before_it_sends_changes_nothing(
+    tmp_path: Path, emulator: Emulator, cli: Any
+) -> None:
+    job = load_job_file(filled(tmp_path, cli, IDS[:10]))[0][0]
+    emulator.set_members(SEGMENT, IDS[:9])
+    stop = threading.Event()
+    stop.set()
+    client = np6_client(emulator)
+    result = verify_job(job, client, source_keys, repair=True, stop=stop)
+    client.close()
+    assert emulator.members(SEGMENT) == set(IDS[:9])
+    assert result.after is not None and len(result.after.missing) == 1
