@@ -269,3 +269,13 @@ def test_a_repair_stopped_before_it_sends_changes_nothing(
     client.close()
     assert emulator.members(SEGMENT) == set(IDS[:9])
     assert result.after is not None and len(result.after.missing) == 1
+
+
+def test_an_empty_segment_misses_every_key_of_the_source(
+    tmp_path: Path, emulator: Emulator, cli: Any
+) -> None:
+    job = filled(tmp_path, cli, IDS[:3])
+    emulator.set_members(SEGMENT, [])
+    result = cli("verify", job)
+    assert result.code == 1
+    assert "the segment holds 0 targets: 3 missing, 0 extra" in result.out
