@@ -6,12 +6,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
 import sync.job.source
-from conftest import API_KEY, settings_file, write_csv
+from conftest import API_KEY, make_job, settings_file, write_csv
+from sync.config import Job
 from sync.emulator import Emulator
+from sync.errors import ConfigError, StorageError
+from sync.job.fanout import SharedSource, load_job_file
+from sync.read.sources import SourceTable
 
 GOLD, SILVER, BRONZE, FRA_OPTIN, BEL, OPTIN = 201, 202, 203, 204, 205, 206
 HEADER = ("email", "tier", "country", "optin")
@@ -215,3 +220,112 @@ def test_a_bad_fan_out_exits_2(cli, emulator, tmp_path: Path, body: dict, proble
     assert result.code == 2
     assert problem in result.out + result.err
     assert emulator.calls == []
+
+
+def test_each_segment_may_name_columns_the_others_do_not(
+    cli, emulator, reads, tmp_path: Path
+) -> None:
+    rows = _rows(100)
+    write_csv(tmp_path / "crm.csv", rows, header=HEADER)
+    body = {"segments": BY_CONDITION["segments"][1:]}  # bel (country), then optin (optin)
+    result = cli("run", _job(tmp_path, "markets", **body), "--report-json", tmp_path / "r.json")
+    assert result.code == 0, result.out + result.err
+    assert reads == [["email", "country", "optin"]]  # read once, with every segment's columns
+    assert emulator.members(BEL) == _expected(rows)[BEL]
+    assert emulator.members(OPTIN) == _expected(rows)[OPTIN]
+    report = json.loads((tmp_path / "r.json").read_text())
+    for line in report["jobs"]:  # no column maps rows to segments here: none is unmapped
+        assert line["rows_unmapped"] == 0
+        assert line["route_reason"].endswith("never sealed: its source is shared")
+
+
+def test_a_segment_without_a_condition_takes_every_row(cli, emulator, tmp_path: Path) -> None:
+    rows = _rows(30)
+    write_csv(tmp_path / "crm.csv", rows, header=HEADER)
+    body = {"segments": [{"name": "everyone", "segment_id": GOLD}, BY_CONDITION["segments"][1]]}
+    result = cli("run", _job(tmp_path, "all", **body))
+    assert result.code == 0, result.out + result.err
+    assert emulator.members(GOLD) == {row[0] for row in rows}
+    assert emulator.members(BEL) == _expected(rows)[BEL]
+
+
+def test_a_column_whose_name_holds_a_double_quote_still_maps(cli, emulator, tmp_path: Path) -> None:
+    rows = [[f"user{n}@example.com", TIERS[n % 3]] for n in range(30)]
+    write_csv(tmp_path / "crm.csv", rows, header=("email", 'the "tier"'))
+    by = {"column": 'the "tier"', "segments": {"gold": GOLD, "silver": SILVER}}
+    result = cli("run", _job(tmp_path, "tiers", segment_by=by))
+    assert result.code == 0, result.out + result.err
+    assert emulator.members(GOLD) == {row[0] for row in rows if row[1] == "gold"}
+    assert emulator.members(SILVER) == {row[0] for row in rows if row[1] == "silver"}
+
+
+def _reader(table: pa.Table | None, calls: list[list[str]]):  # type: ignore[no-untyped-def]
+    """A source read that records its columns, and fails when there is no ``table``."""
+
+    def read(job: Job, columns: list[str]) -> SourceTable:
+        calls.append(list(columns))
+        if table is None:
+            raise StorageError("cannot read crm.csv: the disk is gone")
+        return SourceTable(table, 2, "crm.csv")
+
+    return read
+
+
+def test_a_failure_to_read_is_every_segment_s_failure_and_read_once(tmp_path: Path) -> None:
+    jobs, shared = load_job_file(_job(tmp_path, "markets", **BY_CONDITION))
+    assert shared is not None
+    calls: list[list[str]] = []
+    failing = SharedSource(shared.fan, jobs, _reader(None, calls))
+    errors = []
+    for job in jobs:
+        with pytest.raises(StorageError) as error:
+            failing(job)
+        errors.append(error.value)
+    assert calls == [["email", "country", "optin"]]  # once, for every segment
+    assert errors[0] is errors[1] is errors[2]
+
+
+def test_a_data_frame_shared_by_plain_jobs_is_read_once_as_it_is(tmp_path: Path) -> None:
+    jobs, shared = load_job_file(make_job(tmp_path))
+    assert shared is None
+    table = pa.table({"email": ["a@example.com", "b@example.com"]})
+    calls: list[list[str]] = []
+    frame = SharedSource(None, jobs, _reader(table, calls), frame=True)
+    assert frame(jobs[0]).table is table and frame(jobs[0]).table is table
+    assert calls == [["email"]] and frame.unmapped == 0
+
+
+def test_a_condition_that_fails_on_the_data_names_the_file(cli, emulator, tmp_path: Path) -> None:
+    write_csv(tmp_path / "crm.csv", _rows(20), header=HEADER)
+    source = {"path": "crm.csv", "where": "CAST(optin AS INT) = 1"}  # optin holds Y and N
+    result = cli("run", _job(tmp_path, "tiers", source=source, **BY_COLUMN))
+    assert result.code == 2, result.out + result.err
+    assert f"{tmp_path / 'crm.csv'}: source.where 'CAST(optin AS INT) = 1': " in result.err
+    assert emulator.calls == []
+
+
+def test_a_missing_value_maps_to_no_segment(tmp_path: Path) -> None:
+    jobs, shared = load_job_file(_job(tmp_path, "tiers", **BY_COLUMN))
+    assert shared is not None
+    tiers = ["gold", None, "platinum", "silver", None]
+    table = pa.table({"email": [f"u{n}@example.com" for n in range(5)], "tier": tiers})
+    source = SharedSource(shared.fan, jobs, _reader(table, []))
+    source(jobs[0])
+    assert source.unmapped == 3  # two missing, one platinum
+
+
+@pytest.mark.parametrize("length", [100, 101])
+def test_a_segment_named_after_a_value_holds_at_most_100_characters(
+    tmp_path: Path, length: int
+) -> None:
+    value = "v" * (length - len("tiers."))
+    body = {"segment_by": {"column": "tier", "segments": {value: GOLD}}}
+    if length <= 100:
+        jobs, _ = load_job_file(_job(tmp_path, "tiers", **body))
+        assert [job.name for job in jobs] == [f"tiers.{value}"]
+        return
+    job = _job(tmp_path, "tiers", **body)
+    with pytest.raises(ConfigError) as refused:
+        load_job_file(job)
+    assert str(refused.value).startswith(f"{job}: 1 problem(s):\n")  # the file is named
+    assert f"the value {value!r} cannot name a segment ('tiers.{value}')" in str(refused.value)

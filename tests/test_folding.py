@@ -263,6 +263,8 @@ def test_json_logs_carry_the_rows_read_while_folding(tmp_path, emulator, cli, mo
     lines = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
     read = [line for line in lines if line.get("phase") == "read"]
     assert read and read[-1]["done"] == 55 and read[-1]["final"] is True
+    # A file read in batches has no known total: its rows are counted, not a share.
+    assert read[-1]["msg"].startswith("read: 55 rows, ") and read[-1]["total"] == 0
     assert emulator.members(SEGMENT) == {f"u{n}@x.org" for n in range(55)}
 
 
@@ -288,3 +290,21 @@ def test_a_state_that_cannot_be_trusted_stops_a_folded_run_before_sending(
     torn = cli("run", job)
     assert torn.code == 2 and "unreadable state file" in torn.out
     assert emulator.calls == [] and emulator.members(SEGMENT) == {f"u{n}@x.org" for n in range(30)}
+
+
+def test_a_source_that_cannot_be_folded_says_why_it_is_read_whole(
+    tmp_path, emulator, cli, monkeypatch
+):
+    monkeypatch.setattr(route, "FOLD_BYTES", 0)
+    targets = {"columns": ["email", "number"]}
+    job = make_job(tmp_path, source={"path": "list.parquet"}, targets=targets)
+    for count in (20, 25):  # the first run has no state to fold against
+        table = pa.table({"email": [f"u{n}@x.org" for n in range(count)], "number": range(count)})
+        pq.write_table(table, tmp_path / "list.parquet", row_group_size=9)
+        result = cli("run", job, "--log-format", "json", "-v")
+        assert result.code == 0, result.out + result.err
+    lines = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
+    whole = [line for line in lines if line.get("msg", "").startswith("reading the source")]
+    assert [(line["msg"], line["job"]) for line in whole] == [
+        ("reading the source whole: key columns that are not text", "list")
+    ]

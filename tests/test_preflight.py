@@ -5,11 +5,13 @@ while adding, `check`, and the unicity media type."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,14 +24,29 @@ from conftest import (
     SEGMENT,
     emails,
     make_job,
+    np6_client,
     run_process,
     settings_file,
     write_csv,
 )
 from sync.cli import main
 from sync.core.keys import KEY_TYPE
+from sync.core.plan import Holding, Plan
 from sync.emulator import UNICITY_MEDIA_TYPE, Emulator, make_contacts
-from sync.verify.preflight import sample_keys
+from sync.errors import FatalApiError, NotTakenError, SegmentError, UnexpectedAnswerError
+from sync.job.fanout import load_job_file
+from sync.np6.answers import SegmentInfo
+from sync.verify.preflight import (
+    CAUSES,
+    AcceptanceWatch,
+    Preflight,
+    Sample,
+    _resent,
+    describe,
+    look_up,
+    preflight,
+    sample_keys,
+)
 
 
 def addresses(start: int, stop: int) -> list[str]:
@@ -352,3 +369,326 @@ def test_sample_keys_are_evenly_spaced_and_the_same_each_time() -> None:
     assert sample_keys(keys, 4) == sample_keys(keys, 4)
     assert sample_keys(keys[:3], 20) == ["k0", "k1", "k2"]
     assert sample_keys(keys, 0) == []
+
+
+@pytest.mark.parametrize(
+    ("targets", "members", "adopt"),
+    [
+        pytest.param(
+            {"columns": ["email"]},
+            addresses(0, 3),
+            "record the list that filled it with `np6-sync state import JOB --from FILE`",
+            id="unicity",
+        ),
+        pytest.param(
+            {"identify_by": "id", "columns": ["email"]},
+            ["00000001", "00000002", "00000003"],
+            "adopt what it holds with `np6-sync state import JOB --from-segment`",
+            id="id",
+        ),
+    ],
+)
+def test_a_lost_state_is_refused_with_the_way_to_adopt_the_segment(  # type: ignore[no-untyped-def]
+    account, cli_main, tmp_path: Path, targets: dict, members: list[str], adopt: str
+) -> None:
+    server = account(contacts=None)
+    server.set_members(SEGMENT, members)
+    write_csv(tmp_path / "list.csv", [["00000001"]] if "identify_by" in targets else emails(0, 3))
+    job = make_job(tmp_path, targets=targets)
+    code, out = cli_main("run", job, "--config", settings_file(tmp_path), "--report-json", "r.json")
+    assert code == 3, out
+    assert report_of(tmp_path / "r.json")["error"] == (
+        f"NP6 says segment {SEGMENT} holds about 3 targets and np6-sync has no state for it "
+        "(lost, or never made): a run would add the source's keys and remove none of the "
+        f"others; {adopt}, or reload it with the source's keys with "
+        "`np6-sync run JOB --full-refresh`, or pass --force; nothing was sent"
+    )
+    assert changes(server) == []
+
+
+def test_a_sample_of_one_key_that_matches_no_contact_is_under_any_ratio() -> None:
+    assert Sample(looked=1, matched=0).under(0.1)
+    assert not Sample(looked=1, matched=1).under(1.0)
+    assert not Sample().under(1.0)  # nothing looked up: nothing to judge
+    assert not Sample(unavailable="no look-up").under(1.0)
+
+
+def test_a_sampled_look_up_that_fails_names_its_place_in_the_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Loopback(lambda r: Answer(400, b"no")) as server:
+        client = np6_client(server)
+        with pytest.raises(FatalApiError) as error:
+            look_up(client, pa.array(["a@x.fr", "b@x.fr"], KEY_TYPE), 2)
+        client.close()
+    assert error.value.call == "GET /targets?unicity=(value #1)"
+
+
+def test_a_notice_is_logged_as_it_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    result = Preflight()
+    with caplog.at_level(logging.WARNING, logger="np6sync.preflight"):
+        result.notice("NP6 says 10% of the keys match no contact")
+    assert result.notices == ["NP6 says 10% of the keys match no contact"]
+    assert [r.getMessage() for r in caplog.records] == result.notices
+
+
+def test_a_sample_of_one_key_is_the_first_key() -> None:
+    assert sample_keys(pa.array(["k0", "k1", "k2"], KEY_TYPE), 1) == ["k0"]
+
+
+class History:
+    """A store whose last runs are ``runs`` (oldest first), with or without a journal."""
+
+    def __init__(self, runs: list[dict[str, str]] | None, journal: bool = False) -> None:
+        self.runs = runs
+        self.journal = journal
+
+    def has_journal(self) -> bool:
+        return self.journal
+
+    def read_history(self, last: int) -> list[dict[str, str]]:
+        if self.runs is None:
+            raise OSError("the history cannot be read")
+        return self.runs[-last:]
+
+
+@pytest.mark.parametrize(
+    ("store", "resent"),
+    [
+        pytest.param(History([{"status": "succeeded"}, {"status": "failed"}]), 2, id="failed"),
+        pytest.param(History([{"status": "failed"}, {"status": "succeeded"}]), 0, id="succeeded"),
+        pytest.param(History([], journal=True), 2, id="journal"),
+        pytest.param(History(None), 0, id="unreadable"),
+        pytest.param(History(None, journal=True), 2, id="unreadable-with-journal"),
+    ],
+)
+def test_the_keys_a_stopped_run_had_in_flight_are_not_judged(store: History, resent: int) -> None:
+    send = pa.array(["a", "b", "c", "d"], KEY_TYPE)
+    assert _resent(store, send, 2) == frozenset(["a", "b"][:resent])  # type: ignore[arg-type]
+
+
+def test_the_watch_judges_the_first_keys_once_and_stops_under_the_ratio() -> None:
+    watch = AcceptanceWatch(0.5, planned=4, resent=frozenset())
+    assert watch(["a", "b"], 0) is None  # 2 of the 4 it judges on: not yet
+    stop = watch(["c", "d"], 1)
+    assert isinstance(stop, NotTakenError) and watch.stopped and watch.judged
+    assert str(stop).startswith(
+        "NP6 added 1 of the first 4 targets sent (25%), fewer than sync.min_accepted_ratio "
+        "(50%), although none of them was in the segment: the keys match no contact."
+    )
+    assert str(stop).endswith(
+        f" Check {CAUSES}; `np6-sync check` looks keys up. The sending stopped; the state "
+        "holds the chunks NP6 acknowledged, so once fixed, run with --full-refresh"
+    )
+    assert watch(["e", "f"], 0) is None and (watch.sent, watch.accepted) == (4, 1)  # judged
+
+
+def test_the_watch_lets_a_good_start_go_and_judges_nothing_after() -> None:
+    watch = AcceptanceWatch(0.5, planned=4, resent=frozenset())
+    assert watch(["a", "b", "c", "d"], 2) is None and watch.judged and not watch.stopped
+    assert watch(["e", "f"], 0) is None and (watch.sent, watch.accepted) == (4, 2)
+
+
+def test_the_watch_does_not_judge_chunks_sent_again() -> None:
+    watch = AcceptanceWatch(0.5, planned=4, resent=frozenset({"a", "b"}))
+    assert watch(["a", "b"], 0) is None and (watch.sent, watch.judged) == (0, False)
+    assert isinstance(watch(["c", "d"], 0), NotTakenError)
+
+
+def test_keys_not_added_are_noticed_unless_the_watch_stopped_or_chunks_were_resent() -> None:
+    def noticed(watch: AcceptanceWatch, sent: int, accepted: int) -> list[str]:
+        result = Preflight(watch=watch)
+        result.after_push(sent, accepted)
+        return result.notices
+
+    assert noticed(AcceptanceWatch(0.5, 4, frozenset()), 4, 3) == [
+        "1 of the 4 keys sent match no contact in NP6 (none was in the segment): the state "
+        "records them as sent, so they are not sent again until --full-refresh; `np6-sync "
+        "check --sample N` looks keys up"
+    ]
+    assert noticed(AcceptanceWatch(0.5, 4, frozenset()), 4, 4) == []
+    stopped = AcceptanceWatch(0.5, 4, frozenset())
+    stopped(["a", "b", "c", "d"], 0)
+    assert noticed(stopped, 4, 0) == []  # the stop says it already
+    assert noticed(AcceptanceWatch(0.5, 4, frozenset({"a"})), 4, 3) == []
+
+
+def test_the_watch_judges_on_the_first_thousand_new_keys_at_most() -> None:
+    assert AcceptanceWatch(0.5, planned=5000, resent=frozenset()).goal == 1000
+    assert AcceptanceWatch(0.5, planned=1000, resent=frozenset({"a"})).goal == 999
+    everything_resent = AcceptanceWatch(0.5, planned=2, resent=frozenset({"a", "b"}))
+    assert everything_resent.judged and everything_resent(["c"], 0) is None
+    assert not AcceptanceWatch(0.5, planned=3, resent=frozenset({"a", "b"})).judged
+
+
+class NoState(History):
+    """A store with no state, no journal and no history."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def info(self) -> None:
+        return None
+
+
+class Describing:
+    """A client whose ``GET /segments/{id}`` answers ``status`` (or describes ``info``)."""
+
+    def __init__(
+        self, status: int = 200, info: SegmentInfo | None = None, shape: bool = False
+    ) -> None:
+        self.status, self.info, self.shape = status, info, shape
+
+    def describe_segment(self, segment_id: int) -> SegmentInfo:
+        call = f"GET /segments/{segment_id}"
+        if self.shape:
+            raise UnexpectedAnswerError(call, self.status, None, "the answer is not an object")
+        if self.info is None:
+            raise FatalApiError(call, self.status)
+        return self.info
+
+
+def first_plan(keys: int) -> Plan:
+    send = pa.array([f"k{n}" for n in range(keys)], KEY_TYPE)
+    return Plan("append", send, send[:0], keys, 0, 0, keys, "the first run")
+
+
+@pytest.mark.parametrize(
+    ("client", "said"),
+    [
+        pytest.param(Describing(405), "GET /segments/1234: HTTP 405", id="405"),
+        pytest.param(
+            Describing(200, shape=True),
+            "GET /segments/1234: HTTP 200 (the answer is not an object)",
+            id="another-shape",
+        ),
+    ],
+)
+def test_a_segment_np6_cannot_describe_is_not_checked_and_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, client: Describing, said: str
+) -> None:
+    job = load_job_file(make_job(tmp_path))[0][0]
+    with caplog.at_level(logging.WARNING, logger="np6sync.preflight"):
+        result = preflight(
+            job,
+            first_plan(3),
+            Holding.empty(),
+            client,
+            NoState(),
+            force=False,
+            in_flight=0,  # type: ignore[arg-type]
+        )
+    assert result.segment is None and result.notices == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot check the segment before sending: {said}"
+    ]
+    assert result.watch is None  # NP6 did not say the segment was empty: nothing to judge
+
+
+def test_an_append_job_on_a_segment_already_filled_is_told_why_it_adds_little(
+    tmp_path: Path,
+) -> None:
+    job = load_job_file(make_job(tmp_path, sync={"mode": "append"}))[0][0]
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 7))
+    result = preflight(
+        job,
+        first_plan(3),
+        Holding.empty(),
+        client,
+        NoState(),
+        force=False,
+        in_flight=0,  # type: ignore[arg-type]
+    )
+    assert result.notices == [
+        f"NP6 says segment {SEGMENT} holds about 7 targets and np6-sync has no state for it: "
+        "those already there add nothing when sent (not a sign of keys that match no contact)"
+    ]
+
+
+def test_a_forced_run_on_a_segment_already_filled_adopts_it_and_says_so(tmp_path: Path) -> None:
+    job = load_job_file(make_job(tmp_path))[0][0]
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 7))
+    result = preflight(
+        job,
+        first_plan(3),
+        Holding.empty(),
+        client,
+        NoState(),
+        force=True,
+        in_flight=0,  # type: ignore[arg-type]
+    )
+    assert result.notices == [
+        f"NP6 says segment {SEGMENT} holds about 7 targets and np6-sync has no state for it "
+        "(lost, or never made): a run would add the source's keys and remove none of the "
+        "others; record the list that filled it with `np6-sync state import JOB --from "
+        "FILE`, or reload it with the source's keys with `np6-sync run JOB --full-refresh`, "
+        "or pass --force; --force adopts the segment as it is"
+    ]
+
+
+class Failed(History):
+    """A state whose last run failed (no journal left)."""
+
+    def __init__(self) -> None:
+        super().__init__([{"status": "failed"}])
+
+    def info(self) -> object:
+        return object()
+
+
+@pytest.mark.parametrize(
+    ("action", "resent"), [("append", {"k0", "k1"}), ("reload", set())], ids=["append", "reload"]
+)
+def test_after_a_failed_run_the_keys_it_had_in_flight_are_not_judged(
+    tmp_path: Path, action: str, resent: set[str]
+) -> None:
+    job = load_job_file(make_job(tmp_path))[0][0]
+    plan = replace(first_plan(4), action=action)
+    holding = Holding(pa.array(["old"], KEY_TYPE))
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 1))
+    result = preflight(job, plan, holding, client, Failed(), force=True, in_flight=2)  # type: ignore[arg-type]
+    assert result.watch is not None and result.watch.resent == resent
+
+
+def test_a_ratio_of_zero_watches_nothing(tmp_path: Path) -> None:
+    job = load_job_file(make_job(tmp_path, sync={"min_accepted_ratio": 0}))[0][0]
+    client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 0))
+    result = preflight(
+        job,
+        first_plan(3),
+        Holding.empty(),
+        client,
+        NoState(),
+        force=False,
+        in_flight=0,  # type: ignore[arg-type]
+    )
+    assert result.watch is None
+
+
+@pytest.mark.parametrize(
+    ("client", "said"),
+    [
+        pytest.param(
+            Describing(404),
+            "NP6 does not know segment 1234 (GET /segments/1234 answered 404): check "
+            "segment_id; nothing was sent",
+            id="unknown",
+        ),
+        pytest.param(
+            Describing(info=SegmentInfo(SEGMENT, "vip", "dynamic", 3)),
+            "segment 1234 (vip) is dynamic: NP6 computes its members and refuses changes to "
+            "them; a job needs a static segment; nothing was sent",
+            id="dynamic",
+        ),
+        pytest.param(
+            Describing(info=SegmentInfo(SEGMENT, None, "dynamic", 3)),
+            "segment 1234 is dynamic: NP6 computes its members and refuses changes to them; a "
+            "job needs a static segment; nothing was sent",
+            id="dynamic-without-a-name",
+        ),
+    ],
+)
+def test_a_segment_that_cannot_be_synced_is_named_with_why(client: Describing, said: str) -> None:
+    with pytest.raises(SegmentError) as refused:
+        describe(client, SEGMENT)  # type: ignore[arg-type]
+    assert str(refused.value) == said

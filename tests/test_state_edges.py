@@ -138,9 +138,12 @@ def test_info_reports_the_metadata(tmp_path: Path) -> None:
     assert info.updated_at.endswith("+00:00")
 
 
-def test_a_lock_whose_holder_cannot_be_read_is_still_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", [b"not json", b""], ids=["not-json", "empty"])
+def test_a_lock_whose_holder_cannot_be_read_is_still_reported(
+    tmp_path: Path, content: bytes
+) -> None:
     s = store(tmp_path)
-    s.lock_path.write_bytes(b"not json")
+    s.lock_path.write_bytes(content)
     fd = os.open(s.lock_path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -209,8 +209,9 @@ class SharedSource:
             return
         assert self.fan is not None
         values = source.table.column(by.column)
+        # A missing value is outside too: is_in answers false for it, never null.
         mapped = pc.is_in(values, value_set=pa.array(list(by.segments), values.type))
-        outside = pc.invert(pc.fill_null(mapped, False))
+        outside = pc.invert(mapped)
         if self.fan.source.where is not None:  # only the rows the job keeps count
             from sync.read.where import keep_mask
 

@@ -33,7 +33,6 @@ class LookupStats:
     not_found: int = 0  # keys whose look-up answered an empty list: dropped from the state
     several: int = 0  # keys whose look-up found several contacts: each removed
     kept_by_twin: int = 0  # leaving keys whose contact a kept key still names: not removed
-    ids_removed: int = 0  # DELETEs answered 204
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, **changes: int) -> None:
@@ -140,7 +139,7 @@ class UnicityRemover:
 
     def _delete(self, target_id: str) -> bool:
         try:
-            gone = self._client.remove_target(self._segment_id, target_id)
+            return self._client.remove_target(self._segment_id, target_id)
         except FatalApiError as error:
             if error.status == 405:
                 raise LookupUnavailable(
@@ -148,9 +147,6 @@ class UnicityRemover:
                     "answered 405: this account seems not to have it"
                 ) from None
             raise
-        if gone:
-            self.stats.count(ids_removed=1)
-        return gone
 
 
 def _without_value(error: ApiError, key: str) -> ApiError:

@@ -259,8 +259,8 @@ def job_lock(lock_path: Path, job_name: str) -> Iterator[None]:
 
 
 def _holder_message(fd: int, lock_path: Path, job_name: str) -> str:
-    try:
-        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    try:  # an empty lock file (a holder that died writing it) is no JSON either
+        holder = json.loads(os.pread(fd, 4096, 0))
     except ValueError:
         holder = {}
     return (
