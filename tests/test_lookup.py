@@ -178,6 +178,8 @@ def test_a_kept_twin_is_looked_up_once_for_every_leaving_key_it_collides_with() 
     assert client.looked_up == ["ann@x.fr", "Ann@X.fr", "ANN@x.fr"]  # the twin once
     assert client.removed == []  # the kept key still names the one contact
     assert (stats.lookups, stats.kept_by_twin, stats.several) == (3, 2, 0)  # one id each
+    # Found, and kept by the twin: not a key that names no contact.
+    assert stats.not_found == 0
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,8 @@ class UnicityRemover:
             ids = self._look_up(key)
         if len(ids) > 1:
             self.stats.count(several=1)
+        if not ids:  # the look-up found no contact (not one a kept twin still names)
+            self.stats.count(not_found=1)
         if key in self._twins and ids:
             kept = self._kept_ids(self._twins[key])
             if kept.intersection(ids):
@@ -96,8 +98,6 @@ class UnicityRemover:
                 self._known.pop(key, None)
                 return self.remove(key) or made
             self._confirm_segment()  # a 404 is "already gone" only for a known segment
-        if not ids:
-            self.stats.count(not_found=1)
         self._journal.removed([key])
         return made
 
