@@ -206,7 +206,7 @@ def test_a_look_up_the_account_lacks_says_so_in_its_words(tmp_path: Path, respon
 
 
 def test_a_redirect_that_echoes_the_value_never_names_it(tmp_path: Path) -> None:
-    """The client cuts a redirect's query, not its path: the look-up cuts the value."""
+    """The client cuts a redirect's query, and the list's values from its path."""
 
     def respond(request: Request) -> Answer:
         value = unquote(request.path.split("unicity=", 1)[1])
@@ -215,7 +215,29 @@ def test_a_redirect_that_echoes_the_value_never_names_it(tmp_path: Path) -> None
     result, _, _ = remove_two(tmp_path, respond)
     assert result.error is not None and not isinstance(result.error, LookupUnavailable)
     assert "example.com" not in str(result.error)
-    assert "redirect to https://elsewhere.example/login/(the value);" in str(result.error)
+    assert "redirect to https://elsewhere.example/login/(a value);" in str(result.error)
+
+
+def test_a_redirect_kept_for_the_calls_after_it_names_no_value() -> None:
+    """After a redirect the client refuses every call with the same error: the value of
+    the look-up that met it must not reach the next look-up's error (or the report)."""
+
+    def respond(request: Request) -> Answer:
+        value = request.path.split("unicity=", 1)[1]
+        return Answer(302, b"", {"Location": f"https://elsewhere.example/t/{value}/x"})
+
+    with Loopback(respond) as server:
+        client = np6_client(server)
+        errors = []
+        for value in ("ann@x.fr", "bob@y.fr"):
+            with pytest.raises(ApiError) as raised:
+                client.lookup(value)
+            errors.append(str(raised.value))
+        client.close()
+    assert len(server.requests) == 1  # nothing more leaves after a redirect
+    for text in errors:
+        assert "ann" not in text and "bob" not in text, text
+        assert "redirect to https://elsewhere.example/t/(a value)/x;" in text
 
 
 def test_a_look_up_that_keeps_failing_stops_with_np6_s_error(tmp_path: Path) -> None:

@@ -228,7 +228,7 @@ class NP6Client:
         if 300 <= answer.status_code < 400:
             answer.close()
             self._redirected = FatalApiError(
-                call, answer.status_code, request_id, self._redirect_detail(answer)
+                call, answer.status_code, request_id, self._redirect_detail(answer, values)
             )
             raise self._redirected
         verdict = classify(answer.status_code)
@@ -322,11 +322,14 @@ class NP6Client:
         if reset:
             self.limiter.pause_for(reset)
 
-    def _redirect_detail(self, answer: requests.Response) -> str:
+    def _redirect_detail(self, answer: requests.Response, values: Sequence[str]) -> str:
         location = answer.headers.get("Location", "")
-        # The query may carry a token or the key itself: only where it points is shown.
+        # The query may carry a token or the key itself: only where it points is shown;
+        # its path may echo the list's values: cut, as the error is raised again for
+        # every later call, whatever value that one carries.
         where = urlunsplit(urlsplit(location)._replace(query="", fragment=""))
-        where = redact(where, self._api_key)[:200] if where else "(no Location)"
+        where = without_values(redact(where, self._api_key), values)
+        where = where[:200] if where else "(no Location)"
         return (
             f"NP6 answered a redirect to {where}; np6-sync never follows one with the key: "
             "check base_url"
