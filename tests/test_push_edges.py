@@ -468,3 +468,27 @@ def test_each_send_runs_in_the_jobs_context() -> None:
     finally:
         current_job.reset(token)
     assert error is None and seen == ["newsletter", "newsletter"]
+
+
+def test_a_step_that_cannot_be_made_stops_the_push_and_the_sent_ones_count() -> None:
+    """The steps come from a reader (a folded state's keys, a row group at a time): when
+    it fails, the steps already made are sent and settled, and the error says what broke."""
+    sent: list[list[str]] = []
+    settled: list[list[str]] = []
+
+    def steps():  # type: ignore[no-untyped-def]
+        yield ["a"]
+        yield ["b"]
+        raise OSError(28, "No space left on device")
+
+    def send(item: list[str]) -> int:
+        sent.append(item)
+        return len(item)
+
+    def done(item: list[str], value: int) -> None:
+        settled.append(item)
+
+    failure = push_module._run(steps(), send, done, 2, threading.Event(), NullProgress())
+    assert isinstance(failure, StorageError)
+    assert str(failure) == "cannot make a step: No space left on device"
+    assert sorted(sent) == sorted(settled) == [["a"], ["b"]]
