@@ -553,6 +553,19 @@ def first_plan(keys: int) -> Plan:
     return Plan("append", send, send[:0], keys, 0, 0, keys, "the first run")
 
 
+def _first_run(job, client, *, force: bool):  # type: ignore[no-untyped-def]
+    """The preflight of a first run (no state) that adds three keys."""
+    return preflight(
+        job,
+        first_plan(3),
+        Holding.empty(),
+        client,
+        NoState(),
+        force=force,
+        in_flight=0,  # type: ignore[arg-type]
+    )
+
+
 @pytest.mark.parametrize(
     ("client", "said"),
     [
@@ -569,15 +582,7 @@ def test_a_segment_np6_cannot_describe_is_not_checked_and_the_run_goes_on(
 ) -> None:
     job = load_job_file(make_job(tmp_path))[0][0]
     with caplog.at_level(logging.WARNING, logger="np6sync.preflight"):
-        result = preflight(
-            job,
-            first_plan(3),
-            Holding.empty(),
-            client,
-            NoState(),
-            force=False,
-            in_flight=0,  # type: ignore[arg-type]
-        )
+        result = _first_run(job, client, force=False)
     assert result.segment is None and result.notices == []
     assert [r.getMessage() for r in caplog.records] == [
         f"cannot check the segment before sending: {said}"
@@ -590,15 +595,7 @@ def test_an_append_job_on_a_segment_already_filled_is_told_why_it_adds_little(
 ) -> None:
     job = load_job_file(make_job(tmp_path, sync={"mode": "append"}))[0][0]
     client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 7))
-    result = preflight(
-        job,
-        first_plan(3),
-        Holding.empty(),
-        client,
-        NoState(),
-        force=False,
-        in_flight=0,  # type: ignore[arg-type]
-    )
+    result = _first_run(job, client, force=False)
     assert result.notices == [
         f"NP6 says segment {SEGMENT} holds about 7 targets and np6-sync has no state for it: "
         "those already there add nothing when sent (not a sign of keys that match no contact)"
@@ -608,15 +605,7 @@ def test_an_append_job_on_a_segment_already_filled_is_told_why_it_adds_little(
 def test_a_forced_run_on_a_segment_already_filled_adopts_it_and_says_so(tmp_path: Path) -> None:
     job = load_job_file(make_job(tmp_path))[0][0]
     client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 7))
-    result = preflight(
-        job,
-        first_plan(3),
-        Holding.empty(),
-        client,
-        NoState(),
-        force=True,
-        in_flight=0,  # type: ignore[arg-type]
-    )
+    result = _first_run(job, client, force=True)
     assert result.notices == [
         f"NP6 says segment {SEGMENT} holds about 7 targets and np6-sync has no state for it "
         "(lost, or never made): a run would add the source's keys and remove none of the "
@@ -653,15 +642,7 @@ def test_after_a_failed_run_the_keys_it_had_in_flight_are_not_judged(
 def test_a_ratio_of_zero_watches_nothing(tmp_path: Path) -> None:
     job = load_job_file(make_job(tmp_path, sync={"min_accepted_ratio": 0}))[0][0]
     client = Describing(info=SegmentInfo(SEGMENT, "all", "static", 0))
-    result = preflight(
-        job,
-        first_plan(3),
-        Holding.empty(),
-        client,
-        NoState(),
-        force=False,
-        in_flight=0,  # type: ignore[arg-type]
-    )
+    result = _first_run(job, client, force=False)
     assert result.watch is None
 
 
